@@ -1,0 +1,1 @@
+"""Backends (remote endpoints, local torch model) and the M2 format layer they share."""

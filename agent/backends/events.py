@@ -1,0 +1,59 @@
+"""Typed events a backend stream (and the completion parser) emits."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class ReasoningDelta:
+    text: str
+    type: str = field(default="reasoning_delta", init=False)
+
+
+@dataclass
+class TextDelta:
+    text: str
+    type: str = field(default="text_delta", init=False)
+
+
+@dataclass
+class ToolCallEvent:
+    """A complete tool call: arguments already typed against the tool's schema."""
+
+    name: str
+    arguments: dict[str, Any]
+    id: str | None = None
+    type: str = field(default="tool_call", init=False)
+
+
+@dataclass
+class FormatError:
+    """Malformed model output, worded so that the model can act on it when fed back."""
+
+    message: str
+    raw: str = ""
+    type: str = field(default="format_error", init=False)
+
+
+@dataclass
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+    cached_tokens: int = 0
+    type: str = field(default="usage", init=False)
+
+
+@dataclass
+class StreamEnd:
+    stop_reason: str = "stop"  # stop | tool_calls | length | error
+    type: str = field(default="end", init=False)
+
+
+BackendEvent = ReasoningDelta | TextDelta | ToolCallEvent | FormatError | Usage | StreamEnd
+
+
+def event_to_json(event: BackendEvent) -> dict[str, Any]:
+    return asdict(event)

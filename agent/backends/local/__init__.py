@@ -1,0 +1,1 @@
+"""The local backend: the M2 network in PyTorch."""

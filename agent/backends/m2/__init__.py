@@ -1,0 +1,1 @@
+"""The M2 (and M1) conversation format: messages, prompt rendering, completion parsing."""

@@ -1,0 +1,1 @@
+"""The agent's tools. See base.py for the seam."""

@@ -1,0 +1,1 @@
+"""Replaying SWE-style tasks in Docker sandboxes."""

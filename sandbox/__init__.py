@@ -1,0 +1,1 @@
+"""Where tools execute: the Sandbox protocol and its implementations."""

@@ -1,0 +1,69 @@
+"""The Sandbox protocol: the only way tools touch files and processes.
+
+Every tool goes through a Sandbox so that the local (host, workspace-bounded) and the Docker
+implementations are interchangeable. Paths are absolute paths *as the sandbox sees them*
+(for the local sandbox they are host paths; for Docker, paths inside the container).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from collections.abc import Iterator
+from typing import Protocol, runtime_checkable
+
+
+@dataclass
+class ExecResult:
+    exit_code: int | None  # None when the process was killed before it exited on its own
+    output: str  # stdout and stderr interleaved, possibly capped (see `elided`)
+    timed_out: bool = False
+    elided: int = 0  # bytes dropped from the middle of the output by the cap
+
+
+@dataclass
+class FileInfo:
+    path: str
+    size: int
+    mode: int  # st_mode permission bits and type
+    mtime: float
+    is_dir: bool
+    is_symlink: bool
+
+
+class SandboxError(Exception):
+    """A sandbox operation failed (missing file, permission, daemon error)."""
+
+
+@runtime_checkable
+class Sandbox(Protocol):
+    root: str  # the workspace root, as the sandbox sees it
+
+    def exec(
+        self,
+        command: str,
+        *,
+        timeout: float | None = None,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+        max_output: int = 1_000_000,
+    ) -> ExecResult:
+        """Run `command` with bash in its own process group; on timeout kill the whole group."""
+
+    def read_file(self, path: str) -> bytes: ...
+
+    def write_file(self, path: str, data: bytes, *, mode: int | None = None) -> None:
+        """Atomic write (temp file + rename in the same directory); creates parents."""
+
+    def stat(self, path: str) -> FileInfo | None:
+        """lstat-like; None when the path does not exist."""
+
+    def realpath(self, path: str) -> str: ...
+
+    def listdir(self, path: str) -> list[str]: ...
+
+    def walk(self, path: str) -> Iterator[tuple[str, list[str], list[str]]]:
+        """Like os.walk (top-down, symlinks not followed), in as few round trips as the sandbox allows."""
+
+    def remove(self, path: str) -> None: ...
+
+    def close(self) -> None: ...
