@@ -1,0 +1,3 @@
+"""Placeholder: filled in shortly."""
+
+TOOLS: list = []

@@ -1,0 +1,232 @@
+"""The local sandbox: host processes and files, working in one workspace directory.
+
+It does not jail anything (the tools enforce the workspace boundary and the firewall screens
+shell commands); it makes process handling dependable: every command runs in its own process
+group so a timeout kills all of it, output is capped to a head and a tail, and file writes are
+atomic so a crash never leaves a torn file.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+import tempfile
+import threading
+from collections.abc import Iterator
+
+from sandbox.base import ExecResult, FileInfo, SandboxError
+
+# After TERM, how long a process group gets to exit before KILL.
+KILL_GRACE_SECONDS = 2.0
+# After the shell exits, how long to keep draining output that its background children may
+# still be writing to the shared pipe before we stop reading.
+DRAIN_SECONDS = 1.0
+
+
+class CappedOutput:
+    """Keeps the first and last bytes of a stream, counting what falls in between."""
+
+    def __init__(self, limit: int):
+        self.head_limit = limit // 2
+        self.tail_limit = limit - self.head_limit
+        self.head = bytearray()
+        self.tail = bytearray()
+        self.elided = 0
+
+    def add(self, chunk: bytes) -> None:
+        room = self.head_limit - len(self.head)
+        if room > 0:
+            self.head += chunk[:room]
+            chunk = chunk[room:]
+        if not chunk:
+            return
+        self.tail += chunk
+        overflow = len(self.tail) - self.tail_limit
+        if overflow > 0:
+            del self.tail[:overflow]
+            self.elided += overflow
+
+    def text(self) -> str:
+        head = self.head.decode("utf-8", errors="replace")
+        tail = self.tail.decode("utf-8", errors="replace")
+        if not self.elided:
+            return head + tail
+        return f"{head}\n[... {self.elided} bytes elided ...]\n{tail}"
+
+
+def _kill_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+class LocalSandbox:
+    """Runs commands and touches files on this host, with `root` as the workspace."""
+
+    def __init__(self, root: str | os.PathLike[str], env: dict[str, str] | None = None):
+        real_root = os.path.realpath(root)
+        if not os.path.isdir(real_root):
+            raise SandboxError(f"workspace {str(root)!r} is not a directory")
+        self.root = real_root
+        # Extra environment for every command (e.g. a test's fake HOME); os.environ is the base.
+        self.env = dict(env or {})
+
+    # -- processes -------------------------------------------------------------------------
+
+    def exec(
+        self,
+        command: str,
+        *,
+        timeout: float | None = None,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+        max_output: int = 1_000_000,
+    ) -> ExecResult:
+        full_env = {**os.environ, **self.env, **(env or {})}
+        try:
+            proc = subprocess.Popen(
+                ["bash", "-c", command],
+                cwd=cwd or self.root,
+                env=full_env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group, so we can kill all of it
+            )
+        except OSError as e:
+            raise SandboxError(f"cannot run bash in {cwd or self.root}: {e}") from e
+
+        output = CappedOutput(max_output)
+        reader = threading.Thread(target=self._read_all, args=(proc, output), daemon=True)
+        reader.start()
+        timed_out = False
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            _kill_group(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=KILL_GRACE_SECONDS)
+            except subprocess.TimeoutExpired:
+                pass
+            # Children that ignored TERM (or outlived the shell) still hold the group.
+            _kill_group(proc.pid, signal.SIGKILL)
+            proc.wait()
+        reader.join(timeout=DRAIN_SECONDS)
+        if reader.is_alive():
+            # A background child still holds the pipe open; stop reading rather than wait on it.
+            proc.stdout.close()
+            output.add(b"\n[background processes still hold the output; stopped reading]\n")
+        exit_code = None if timed_out else proc.returncode
+        if exit_code is not None and exit_code < 0:
+            exit_code = 128 - exit_code  # killed by a signal: report it the way bash does
+        return ExecResult(exit_code=exit_code, output=output.text(), timed_out=timed_out, elided=output.elided)
+
+    @staticmethod
+    def _read_all(proc: subprocess.Popen[bytes], output: CappedOutput) -> None:
+        fd = proc.stdout.fileno()
+        try:
+            while chunk := os.read(fd, 65536):
+                output.add(chunk)
+        except (OSError, ValueError):
+            pass  # the pipe was closed under us (see exec)
+
+    # -- files -----------------------------------------------------------------------------
+
+    def read_file(self, path: str) -> bytes:
+        try:
+            with open(path, "rb") as f:
+                return f.read()
+        except OSError as e:
+            raise SandboxError(f"cannot read {path}: {e.strerror or e}") from e
+
+    def write_file(self, path: str, data: bytes, *, mode: int | None = None) -> None:
+        # Write through a symlink to its target, as an editor would.
+        target = os.path.realpath(path)
+        directory = os.path.dirname(target)
+        try:
+            os.makedirs(directory, exist_ok=True)
+            if mode is None:
+                mode = self._existing_mode(target)
+            fd, temp_path = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(target)}.", suffix=".tmp")
+        except OSError as e:
+            raise SandboxError(f"cannot write {path}: {e.strerror or e}") from e
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fchmod(f.fileno(), mode)
+                os.fsync(f.fileno())
+            os.replace(temp_path, target)  # atomic: readers see the old or the new file, never half
+        except BaseException as e:
+            try:
+                os.unlink(temp_path)
+            except OSError:
+                pass
+            if isinstance(e, OSError):
+                raise SandboxError(f"cannot write {path}: {e.strerror or e}") from e
+            raise
+        self._fsync_directory(directory)
+
+    @staticmethod
+    def _existing_mode(path: str) -> int:
+        try:
+            return stat.S_IMODE(os.stat(path).st_mode)
+        except FileNotFoundError:
+            umask = os.umask(0)
+            os.umask(umask)
+            return 0o666 & ~umask
+
+    @staticmethod
+    def _fsync_directory(directory: str) -> None:
+        # Makes the rename itself durable across a power cut.
+        try:
+            fd = os.open(directory, os.O_RDONLY)
+        except OSError:
+            return
+        try:
+            os.fsync(fd)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+    def stat(self, path: str) -> FileInfo | None:
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            raise SandboxError(f"cannot stat {path}: {e.strerror or e}") from e
+        is_symlink = stat.S_ISLNK(st.st_mode)
+        is_dir = os.path.isdir(path) if is_symlink else stat.S_ISDIR(st.st_mode)
+        return FileInfo(
+            path=path, size=st.st_size, mode=st.st_mode, mtime=st.st_mtime, is_dir=is_dir, is_symlink=is_symlink
+        )
+
+    def realpath(self, path: str) -> str:
+        return os.path.realpath(path)
+
+    def listdir(self, path: str) -> list[str]:
+        try:
+            return sorted(os.listdir(path))
+        except OSError as e:
+            raise SandboxError(f"cannot list {path}: {e.strerror or e}") from e
+
+    def walk(self, path: str) -> Iterator[tuple[str, list[str], list[str]]]:
+        return os.walk(path, topdown=True, followlinks=False)
+
+    def remove(self, path: str) -> None:
+        try:
+            if os.path.isdir(path) and not os.path.islink(path):
+                os.rmdir(path)
+            else:
+                os.unlink(path)
+        except OSError as e:
+            raise SandboxError(f"cannot remove {path}: {e.strerror or e}") from e
+
+    def close(self) -> None:
+        pass
