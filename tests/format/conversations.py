@@ -6,28 +6,86 @@ import random
 from typing import Any
 
 WORDS = [
-    "fix", "the", "failing", "test", "in", "src/app.py", "naïve", "café", "数据", "日本語", "emoji 🚀",
-    "x = 1", "{\"a\": 1}", "<b>bold</b>", "tab\there", "line\nbreak", "back\\slash", "quote \"q\"", "",
-    "  padded  ", "ünïcödé", "Ω≈ç√", "return None", "def f():\n    pass",
+    "fix",
+    "the",
+    "failing",
+    "test",
+    "in",
+    "src/app.py",
+    "naïve",
+    "café",
+    "数据",
+    "日本語",
+    "emoji 🚀",
+    "x = 1",
+    '{"a": 1}',
+    "<b>bold</b>",
+    "tab\there",
+    "line\nbreak",
+    "back\\slash",
+    'quote "q"',
+    "",
+    "  padded  ",
+    "ünïcödé",
+    "Ω≈ç√",
+    "return None",
+    "def f():\n    pass",
 ]
 
 TOOLS = [
-    {"type": "function", "function": {
-        "name": "read_file", "description": "Read a file. Lit un fichier — 读取文件.",
-        "parameters": {"type": "object", "properties": {
-            "path": {"type": "string"}, "offset": {"type": "integer"}, "limit": {"type": "integer"}},
-            "required": ["path"]}}},
-    {"type": "function", "function": {
-        "name": "edit_file", "description": "Replace text in a file.",
-        "parameters": {"type": "object", "properties": {
-            "path": {"type": "string"}, "old": {"type": "string"}, "new": {"type": "string"},
-            "replace_all": {"type": "boolean"}}, "required": ["path", "old", "new"]}}},
-    {"type": "function", "function": {
-        "name": "configure", "description": "Nested options.",
-        "parameters": {"type": "object", "properties": {
-            "options": {"type": "object"}, "items": {"type": "array", "items": {"type": "string"}},
-            "ratio": {"type": "number"}, "note": {"type": ["string", "null"]}}}}},
-    {"type": "function", "function": {"name": "noargs", "description": "", "parameters": {"type": "object", "properties": {}}}},
+    {
+        "type": "function",
+        "function": {
+            "name": "read_file",
+            "description": "Read a file. Lit un fichier — 读取文件.",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "path": {"type": "string"},
+                    "offset": {"type": "integer"},
+                    "limit": {"type": "integer"},
+                },
+                "required": ["path"],
+            },
+        },
+    },
+    {
+        "type": "function",
+        "function": {
+            "name": "edit_file",
+            "description": "Replace text in a file.",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "path": {"type": "string"},
+                    "old": {"type": "string"},
+                    "new": {"type": "string"},
+                    "replace_all": {"type": "boolean"},
+                },
+                "required": ["path", "old", "new"],
+            },
+        },
+    },
+    {
+        "type": "function",
+        "function": {
+            "name": "configure",
+            "description": "Nested options.",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "options": {"type": "object"},
+                    "items": {"type": "array", "items": {"type": "string"}},
+                    "ratio": {"type": "number"},
+                    "note": {"type": ["string", "null"]},
+                },
+            },
+        },
+    },
+    {
+        "type": "function",
+        "function": {"name": "noargs", "description": "", "parameters": {"type": "object", "properties": {}}},
+    },
 ]
 
 
@@ -49,24 +107,31 @@ def content(rng: random.Random) -> Any:
 
 
 def argument_value(rng: random.Random) -> Any:
-    return rng.choice([
-        lambda: text(rng),
-        lambda: rng.randint(-5, 10**6),
-        lambda: rng.random() * 100,
-        lambda: rng.choice([True, False]),
-        lambda: None,
-        lambda: [text(rng), rng.randint(0, 9)],
-        lambda: {"nested": {"k": text(rng), "n": [1, 2, {"deep": None}]}, "ü": "ß"},
-        lambda: "",
-    ])()
+    return rng.choice(
+        [
+            lambda: text(rng),
+            lambda: rng.randint(-5, 10**6),
+            lambda: rng.random() * 100,
+            lambda: rng.choice([True, False]),
+            lambda: None,
+            lambda: [text(rng), rng.randint(0, 9)],
+            lambda: {"nested": {"k": text(rng), "n": [1, 2, {"deep": None}]}, "ü": "ß"},
+            lambda: "",
+        ]
+    )()
 
 
 def tool_call(rng: random.Random) -> dict[str, Any]:
     name = rng.choice(["read_file", "edit_file", "configure", "noargs", "bash"])
-    args = {rng.choice(["path", "old", "new", "options", "x", "参数"]) + str(i): argument_value(rng)
-            for i in range(rng.randint(0, 3))}
-    return {"id": f"call_{rng.randint(0, 999)}", "type": "function",
-            "function": {"name": name, "arguments": args}}
+    args = {
+        rng.choice(["path", "old", "new", "options", "x", "参数"]) + str(i): argument_value(rng)
+        for i in range(rng.randint(0, 3))
+    }
+    return {
+        "id": f"call_{rng.randint(0, 999)}",
+        "type": "function",
+        "function": {"name": name, "arguments": args},
+    }
 
 
 def assistant(rng: random.Random, with_calls: bool) -> dict[str, Any]:
@@ -86,11 +151,13 @@ def assistant(rng: random.Random, with_calls: bool) -> dict[str, Any]:
 
 def tool_result(rng: random.Random) -> dict[str, Any]:
     if rng.random() < 0.2:
-        parts = rng.choice([
-            [{"type": "text", "text": text(rng)}],
-            [{"output": text(rng)}, "plain string result"],
-            [{"type": "text", "text": text(rng)}, {"type": "text", "text": "second"}],
-        ])
+        parts = rng.choice(
+            [
+                [{"type": "text", "text": text(rng)}],
+                [{"output": text(rng)}, "plain string result"],
+                [{"type": "text", "text": text(rng)}, {"type": "text", "text": "second"}],
+            ]
+        )
         return {"role": "tool", "content": parts}
     return {"role": "tool", "tool_call_id": "call_1", "content": text(rng)}
 
@@ -142,13 +209,23 @@ def m1_conversation(rng: random.Random) -> tuple[list[dict[str, Any]], list[dict
     for _ in range(rng.randint(1, 3)):
         messages.append({"role": "user", "content": content(rng)})
         for _ in range(rng.randint(0, 2)):
-            call_message = {"role": "assistant", "content": text(rng),
-                            "tool_calls": [tool_call(rng) for _ in range(rng.randint(1, 2))]}
+            call_message = {
+                "role": "assistant",
+                "content": text(rng),
+                "tool_calls": [tool_call(rng) for _ in range(rng.randint(1, 2))],
+            }
             messages.append(call_message)
             for _ in range(rng.randint(1, 2)):
                 if rng.random() < 0.3:
-                    messages.append({"role": "tool", "content": [
-                        {"type": "text", "text": text(rng)}, {"name": "read_file", "text": text(rng)}]})
+                    messages.append(
+                        {
+                            "role": "tool",
+                            "content": [
+                                {"type": "text", "text": text(rng)},
+                                {"name": "read_file", "text": text(rng)},
+                            ],
+                        }
+                    )
                 else:
                     messages.append({"role": "tool", "content": text(rng)})
         answer = rng.choice([text(rng), "<think>\nhm\n</think>\nanswer", [{"type": "text", "text": " x "}]])

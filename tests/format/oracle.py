@@ -9,7 +9,6 @@ from pathlib import Path
 import jinja2
 
 
-
 def _fixtures_dir() -> Path:
     # The shared/ folder sits beside the repository (in CI: beside the fresh clone).
     for base in Path(__file__).resolve().parents:

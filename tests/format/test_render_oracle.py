@@ -14,7 +14,7 @@ SEEDS = range(300)
 
 def _first_difference(a: str, b: str) -> str:
     i = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
-    return f"first difference at {i}: ours={a[i - 40:i + 40]!r} official={b[i - 40:i + 40]!r}"
+    return f"first difference at {i}: ours={a[i - 40 : i + 40]!r} official={b[i - 40 : i + 40]!r}"
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -28,15 +28,19 @@ def test_m2_renderer_matches_official_template(seed):
 @pytest.mark.parametrize("seed", SEEDS)
 def test_m1_renderer_matches_official_template(seed):
     messages, tools, add_generation_prompt = m1_conversation(random.Random(seed))
-    expected = render_official(copy.deepcopy(messages), tools, dialect="m1",
-                               add_generation_prompt=add_generation_prompt)
+    expected = render_official(
+        copy.deepcopy(messages), tools, dialect="m1", add_generation_prompt=add_generation_prompt
+    )
     ours = render_prompt(messages, tools, dialect="m1", add_generation_prompt=add_generation_prompt)
     assert ours == expected, _first_difference(ours, expected)
 
 
 def test_tool_result_without_a_call_is_rejected_like_the_template():
-    messages = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "no calls"},
-                {"role": "tool", "content": "orphan"}]
+    messages = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "no calls"},
+        {"role": "tool", "content": "orphan"},
+    ]
     with pytest.raises(TemplateRejected):
         render_official(copy.deepcopy(messages))
     with pytest.raises(RenderError, match="no preceding assistant message carrying a tool call"):
@@ -45,6 +49,10 @@ def test_tool_result_without_a_call_is_rejected_like_the_template():
 
 def test_tool_result_after_a_call_then_a_user_message_is_accepted_like_the_template():
     call = {"type": "function", "function": {"name": "bash", "arguments": {"command": "ls"}}}
-    messages = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "", "tool_calls": [call]},
-                {"role": "user", "content": "b"}, {"role": "tool", "content": "late result"}]
+    messages = [
+        {"role": "user", "content": "a"},
+        {"role": "assistant", "content": "", "tool_calls": [call]},
+        {"role": "user", "content": "b"},
+        {"role": "tool", "content": "late result"},
+    ]
     assert render_prompt(messages) == render_official(copy.deepcopy(messages))

@@ -177,16 +177,14 @@ def render_m1(
     """
     out = ["<begin_of_document>"]
     if messages and messages[0].role == "system":
-        first = messages[0].content
-        if isinstance(first, str):
-            system_prompt = first.strip()
-        else:
-            system_prompt = _jinja_str(first[0]["text"]).strip()  # the template reads part 0 only
+        system_prompt = _m1_system_text(messages[0].content)
         messages = messages[1:]
     else:
         system_prompt = M1_DEFAULT_SYSTEM
     if system_prompt:
-        out.append("<beginning_of_sentence>system ai_setting=assistant\n" + system_prompt + "<end_of_sentence>\n")
+        out.append(
+            "<beginning_of_sentence>system ai_setting=assistant\n" + system_prompt + "<end_of_sentence>\n"
+        )
     if tools is not None:  # an empty list still renders the (empty) tools block, as the template does
         out.append(
             "<beginning_of_sentence>system tool_setting=tools\nYou are provided with these tools:\n<tools>\n"
@@ -211,6 +209,15 @@ def render_m1(
     return "".join(out)
 
 
+def _m1_system_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content.strip()
+    try:
+        return _jinja_str(content[0]["text"]).strip()  # the template reads part 0 only
+    except (IndexError, KeyError, TypeError):
+        raise RenderError("M1: a system message given as a list must start with a text part") from None
+
+
 def _m1_text(content: Any) -> str:
     if isinstance(content, str):
         return content.strip()
@@ -229,5 +236,11 @@ def _m1_tool_result(content: Any) -> str:
         if part.get("type") == "text":
             out.append("tool result: " + _jinja_str(part.get("text")) + "\n\n")
         elif part.get("name"):
-            out.append("tool name: " + _jinja_str(part["name"]) + "\ntool result: " + _jinja_str(part.get("text")) + "\n\n")
+            out.append(
+                "tool name: "
+                + _jinja_str(part["name"])
+                + "\ntool result: "
+                + _jinja_str(part.get("text"))
+                + "\n\n"
+            )
     return "".join(out)
