@@ -8,6 +8,7 @@ from agent import __version__
 from agent.backends.local.cli import app as model_app
 from agent.backends.m2.cli import app as format_app
 from agent.tools.cli import tool_command
+from sandbox.cli import app as sandbox_app
 
 app = typer.Typer(
     name="mmx-agent",
@@ -35,6 +36,7 @@ def root(
 
 app.add_typer(format_app, name="format", help="Render prompts and parse completions in the M2 format.")
 app.add_typer(model_app, name="model", help="The local M2 model: make, inspect and run checkpoints.")
+app.add_typer(sandbox_app, name="sandbox", help="Docker sandboxes: base images, one-off commands, clean-up.")
 app.command("tool", help="Run one tool and print its result as JSON.")(tool_command)
 
 

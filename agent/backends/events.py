@@ -43,7 +43,17 @@ class Usage:
     output_tokens: int = 0
     reasoning_tokens: int = 0
     cached_tokens: int = 0
+    cost_usd: float | None = None  # None when no price is known for the model
     type: str = field(default="usage", init=False)
+
+
+@dataclass
+class RoundRetry:
+    """The backend is retrying this round from scratch: drop every event of the round so far."""
+
+    reason: str
+    attempt: int
+    type: str = field(default="round_retry", init=False)
 
 
 @dataclass
@@ -52,7 +62,7 @@ class StreamEnd:
     type: str = field(default="end", init=False)
 
 
-BackendEvent = ReasoningDelta | TextDelta | ToolCallEvent | FormatError | Usage | StreamEnd
+BackendEvent = ReasoningDelta | TextDelta | ToolCallEvent | FormatError | Usage | RoundRetry | StreamEnd
 
 
 def event_to_json(event: BackendEvent) -> dict[str, Any]:
