@@ -34,6 +34,10 @@ class FormatError:
 
     message: str
     raw: str = ""
+    # Set when the error is about one call the model attempted (unknown tool, call cut off): the
+    # agent loop then answers that call with the error, keeping the turn's reasoning in place.
+    name: str | None = None
+    arguments: dict[str, Any] | None = None
     type: str = field(default="format_error", init=False)
 
 

@@ -278,3 +278,12 @@ def test_m1_unknown_tool_and_chunking():
         events = feed_all(text, dialect="m1", chunk=chunk)
         assert [e.name for e in events if isinstance(e, ToolCallEvent)] == ["noargs"]
         assert any(isinstance(e, FormatError) and "Unknown tool 'nope'" in e.message for e in events)
+
+
+def test_errors_about_one_attempted_call_name_it():
+    events = feed_all("r\n</think>\n" + CALL.replace("read_file", "nope"))
+    (error,) = [e for e in events if isinstance(e, FormatError)]
+    assert error.name == "nope" and error.arguments == {"path": "src/app.py", "offset": "10"}
+    text = 'r\n</think>\n<minimax:tool_call>\n<invoke name="edit_file">\n<parameter name="path">a</parameter>\n<parameter name="new">x'
+    (error,) = [e for e in feed_all(text) if isinstance(e, FormatError)]
+    assert error.name == "edit_file" and error.arguments == {"path": "a"}

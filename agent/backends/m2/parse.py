@@ -286,9 +286,12 @@ class CompletionParser:
         self._buf = ""
         self._stopped = True
 
-    def _error(self, message: str, out: list[BackendEvent], raw: str = "") -> None:
+    def _error(
+        self, message: str, out: list[BackendEvent], raw: str = "", call: _PendingCall | None = None
+    ) -> None:
         self._errors.append(message)
-        out.append(FormatError(message, raw=raw[:2000]))
+        name, arguments = (call.name, dict(call.raw)) if call is not None else (None, None)
+        out.append(FormatError(message, raw=raw[:2000], name=name, arguments=arguments))
 
     # ----------------------------------------------------------------- reasoning / content
     def _step_start(self, out: list[BackendEvent], eof: bool) -> bool:
@@ -458,7 +461,12 @@ class CompletionParser:
             return
         if self._known_tools is not None and name not in self._known_tools:
             available = ", ".join(self._known_tools) or "none"
-            self._error(f"Unknown tool '{name}'; the call was not run. Available tools: {available}.", out)
+            attempted = _PendingCall(name, {key: str(value) for key, value in arguments.items()})
+            self._error(
+                f"Unknown tool '{name}'; the call was not run. Available tools: {available}.",
+                out,
+                call=attempted,
+            )
             return
         if not typed:
             types = self._param_types.get(name, {})
@@ -556,6 +564,7 @@ class CompletionParser:
                 f"The call to '{self._call.name}' was cut off inside parameter '{self._param_name}' "
                 "(no </parameter>), so it was not run. Send the complete call again.",
                 out,
+                call=self._call,
             )
             self._call = None
             self._report_garbage(out)
