@@ -1,6 +1,14 @@
-"""The `mmx-agent` command line. Each area owns its sub-commands; this file only wires them."""
+"""The `mmx-agent` command line. Each area owns its sub-commands; this file wires them and the root.
+
+`mmx-agent` alone starts the interactive agent; `mmx-agent -p TASK` (or a task on stdin) runs it
+once, non-interactively, with the contract in docs/cli.md.
+"""
 
 from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
 
 import typer
 
@@ -13,10 +21,11 @@ from sandbox.cli import app as sandbox_app
 app = typer.Typer(
     name="mmx-agent",
     help="A terminal coding agent built around MiniMax-M2.",
-    no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    invoke_without_command=True,
 )
+EXIT_USAGE = 2
 
 
 def _version(value: bool) -> None:
@@ -25,15 +34,133 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+def _usage_error(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(EXIT_USAGE)
+
+
 @app.callback()
 def root(
+    ctx: typer.Context,
+    print_task: str = typer.Option(
+        None, "-p", "--print", help="Run this task non-interactively ('-' reads stdin)."
+    ),
+    output_format: str = typer.Option("text", "--output-format", help="text | json | stream-json (with -p)."),
+    max_turns: int = typer.Option(None, "--max-turns", help="Most model rounds in one run."),
+    max_cost: float = typer.Option(None, "--max-cost", help="Most USD to spend in one run."),
+    max_tokens: int = typer.Option(None, "--max-tokens", help="Most tokens (input + output) in one run."),
+    max_wall_seconds: float = typer.Option(None, "--timeout", help="Most seconds one run may take."),
+    permission_mode: str = typer.Option(None, "--permission-mode", help="ask | auto-edit | full-auto."),
+    allow: list[str] = typer.Option(
+        None, "--allow", help="Run calls matching TOOL or TOOL(glob) without asking."
+    ),
+    deny: list[str] = typer.Option(None, "--deny", help="Never run calls matching TOOL or TOOL(glob)."),
+    backend: str = typer.Option(
+        None,
+        "--backend",
+        help="minimax | openai-compatible | anthropic-compatible | completions | local | replay.",
+    ),
+    model: str = typer.Option(None, "--model", help="Model name (remote) or checkpoint directory (local)."),
+    base_url: str = typer.Option(None, "--base-url", help="The endpoint's /v1 root."),
+    replay: str = typer.Option(None, "--replay", help="Replay file for --backend replay."),
+    sandbox: str = typer.Option(None, "--sandbox", help="local | docker."),
+    context_window: int = typer.Option(None, "--context-window", help="Override the model's context window."),
+    cwd: Path = typer.Option(None, "--cwd", help="Work in this directory instead of the current one."),
+    resume: str = typer.Option(None, "--resume", help="Continue the session with this id."),
+    continue_last: bool = typer.Option(
+        False, "--continue", help="Continue the latest session in this directory."
+    ),
     version: bool = typer.Option(
-        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        False, "--version", callback=_version, is_eager=True, help="Print the version."
     ),
 ) -> None:
     """A terminal coding agent built around MiniMax-M2."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from agent.config import ConfigError, load_settings
+    from agent.permissions import PermissionRuleError, Rule
+    from agent.session import SessionNotFound, latest_session, session_path
+
+    if output_format not in ("text", "json", "stream-json"):
+        _usage_error(f"--output-format must be text, json or stream-json, got {output_format!r}")
+    workspace = (cwd or Path.cwd()).resolve()
+    if not workspace.is_dir():
+        _usage_error(f"--cwd {workspace} is not a directory")
+    flags = {
+        "max_turns": max_turns,
+        "max_cost": max_cost,
+        "max_tokens": max_tokens,
+        "max_wall_seconds": max_wall_seconds,
+        "permission_mode": permission_mode,
+        "allow": allow,
+        "deny": deny,
+        "backend": backend,
+        "model": model,
+        "base_url": base_url,
+        "replay": replay,
+        "sandbox": sandbox,
+        "context_window": context_window,
+    }
+    try:
+        settings = load_settings(workspace, flags)
+        for rule in [*settings.allow, *settings.deny]:
+            Rule.parse(rule)
+    except (ConfigError, PermissionRuleError) as exc:
+        _usage_error(str(exc))
+    if continue_last:
+        resume = latest_session(str(workspace))
+        if resume is None:
+            _usage_error(f"--continue: no earlier session in {workspace}")
+    if resume:
+        try:
+            session_path(resume)
+        except SessionNotFound as exc:
+            _usage_error(str(exc))
+
+    task = print_task
+    if task == "-" or (task is None and not sys.stdin.isatty()):
+        task = sys.stdin.read()
+    if task is not None:
+        if not task.strip():
+            _usage_error("the task is empty")
+        from agent.headless import run_headless
+
+        raise typer.Exit(run_headless(settings, task, output_format, workspace, resume))
+    from agent.interactive import run_interactive
+
+    raise typer.Exit(run_interactive(settings, workspace, resume))
 
 
+sessions_app = typer.Typer(no_args_is_help=True)
+
+
+@sessions_app.command("list")
+def sessions_list(as_json: bool = typer.Option(False, "--json", help="One JSON object per line.")) -> None:
+    """Saved sessions, newest first."""
+    from agent.session import list_sessions
+
+    for info in list_sessions():
+        if as_json:
+            typer.echo(json.dumps(info.to_json(), ensure_ascii=False))
+        else:
+            first = info.first_message.strip().replace("\n", " ")[:60]
+            typer.echo(f"{info.session_id}  {info.status:<20} {info.cwd}  {first}")
+
+
+@sessions_app.command("show")
+def sessions_show(session_id: str) -> None:
+    """Print a session's events as JSON lines."""
+    from agent.session import SessionNotFound, session_path
+
+    try:
+        path = session_path(session_id)
+    except SessionNotFound as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    sys.stdout.write(path.read_text(encoding="utf-8"))
+
+
+app.add_typer(sessions_app, name="sessions", help="Saved sessions: list them, show one.")
 app.add_typer(format_app, name="format", help="Render prompts and parse completions in the M2 format.")
 app.add_typer(model_app, name="model", help="The local M2 model: make, inspect and run checkpoints.")
 app.add_typer(sandbox_app, name="sandbox", help="Docker sandboxes: base images, one-off commands, clean-up.")

@@ -1,0 +1,115 @@
+"""Settings, from four layers. Later layers win:
+
+1. the user's file: $XDG_CONFIG_HOME/mmx-agent/config.toml (default ~/.config/mmx-agent/config.toml);
+2. the project's file: .mmx-agent.toml in the working directory or the nearest parent that has one;
+3. environment variables: MMX_AGENT_<SETTING> (e.g. MMX_AGENT_MODEL, MMX_AGENT_MAX_TURNS);
+4. command-line flags.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+PROJECT_FILE = ".mmx-agent.toml"
+
+
+class ConfigError(ValueError):
+    pass
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    backend: str = "minimax"
+    model: str | None = None
+    base_url: str | None = None
+    api_key_env: str | None = None
+    replay: str | None = None  # the file for --backend replay
+    permission_mode: Literal["ask", "auto-edit", "full-auto"] | None = None  # None: per run kind, below
+    interactive_permission_mode: Literal["ask", "auto-edit", "full-auto"] = "ask"
+    ci_permission_mode: Literal["ask", "auto-edit", "full-auto"] = "auto-edit"
+    allow: list[str] = []
+    deny: list[str] = []
+    sandbox: Literal["local", "docker"] = "local"
+    docker_image: str | None = None
+    docker_mode: Literal["copy", "bind"] = "copy"
+    max_turns: int = 50
+    max_tokens: int | None = None
+    max_cost: float | None = None
+    max_wall_seconds: float | None = None
+    context_window: int | None = None  # overrides what the backend reports
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    max_output_tokens: int | None = None
+    test_commands: list[str] | None = None
+    reasoning_display: Literal["full", "collapsed", "hidden"] = "collapsed"
+    prices: dict[str, dict[str, float]] = {}
+
+
+def user_config_dir() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return Path(base) / "mmx-agent"
+
+
+def find_project_file(cwd: Path) -> Path | None:
+    for directory in [cwd, *cwd.parents]:
+        candidate = directory / PROJECT_FILE
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+
+
+def _from_environment(environ: dict[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name, field in Settings.model_fields.items():
+        raw = environ.get("MMX_AGENT_" + name.upper())
+        if raw is None:
+            continue
+        if field.annotation in (str, str | None) or name in ("backend", "sandbox"):
+            values[name] = raw
+        else:
+            try:
+                values[name] = json.loads(raw)  # numbers, lists and objects as JSON
+            except json.JSONDecodeError:
+                values[name] = raw  # let validation say what is wrong
+    return values
+
+
+def load_settings(
+    cwd: Path, flags: dict[str, Any] | None = None, environ: dict[str, str] | None = None
+) -> Settings:
+    layers: list[tuple[str, dict[str, Any]]] = []
+    user_file = user_config_dir() / "config.toml"
+    if user_file.is_file():
+        layers.append((str(user_file), _read_toml(user_file)))
+    project_file = find_project_file(cwd)
+    if project_file is not None:
+        layers.append((str(project_file), _read_toml(project_file)))
+    layers.append(("environment", _from_environment(dict(os.environ if environ is None else environ))))
+    layers.append(("flags", {k: v for k, v in (flags or {}).items() if v is not None and v != []}))
+    merged: dict[str, Any] = {}
+    for source, values in layers:
+        try:
+            Settings.model_validate({**merged, **values})
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise ConfigError(f"invalid settings from {source}: {problems}") from None
+        merged.update(values)
+    return Settings.model_validate(merged)

@@ -1,0 +1,182 @@
+"""Everything a run does, as one stream of typed events.
+
+The terminal UI, `--output-format stream-json`, the saved session (and so resume) and eval
+trajectories all consume this stream. The JSON form of every event is documented in
+docs/event-schema.json; keep the two in step.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from agent.backends.events import FormatError, ReasoningDelta, RoundRetry, TextDelta, Usage
+from agent.backends.messages import Message
+
+__all__ = [
+    "AssistantMessage",
+    "Compaction",
+    "FinalResult",
+    "FormatError",
+    "ReasoningDelta",
+    "RoundRetry",
+    "RunEvent",
+    "SessionStart",
+    "Status",
+    "TextDelta",
+    "TodoUpdate",
+    "ToolCallStarted",
+    "ToolResultEvent",
+    "Usage",
+    "UserMessage",
+    "event_from_json",
+    "event_to_json",
+]
+
+
+@dataclass
+class SessionStart:
+    session_id: str
+    cwd: str
+    backend: str
+    model: str
+    permission_mode: str
+    started_at: float = field(default_factory=time.time)
+    type: str = field(default="session_start", init=False)
+
+
+@dataclass
+class UserMessage:
+    text: str
+    type: str = field(default="user_message", init=False)
+
+
+@dataclass
+class AssistantMessage:
+    """One complete model round, in OpenAI chat form (reasoning in `reasoning_content`)."""
+
+    message: dict[str, Any]
+    type: str = field(default="assistant_message", init=False)
+
+
+@dataclass
+class ToolCallStarted:
+    id: str
+    name: str
+    arguments: dict[str, Any]
+    type: str = field(default="tool_call", init=False)
+
+
+@dataclass
+class ToolResultEvent:
+    id: str
+    name: str
+    ok: bool
+    output: str
+    data: dict[str, Any] = field(default_factory=dict)
+    type: str = field(default="tool_result", init=False)
+
+
+@dataclass
+class TodoUpdate:
+    items: list[dict[str, str]]
+    type: str = field(default="todo_update", init=False)
+
+
+@dataclass
+class Compaction:
+    """History was compacted; `messages` is the whole history from here on (OpenAI chat form)."""
+
+    stage: str  # "trim" (old tool outputs shortened) or "summary" (older rounds summarised)
+    tokens_before: int
+    tokens_after: int
+    messages: list[dict[str, Any]]
+    type: str = field(default="compaction", init=False)
+
+
+@dataclass
+class Status:
+    """Progress and warnings for people; never needed to rebuild the conversation."""
+
+    message: str
+    level: str = "info"  # info | warning | error
+    type: str = field(default="status", init=False)
+
+
+@dataclass
+class FinalResult:
+    status: str  # done | error | limit_reached | loop_detected | blocked | backend_unavailable | cancelled
+    result: str
+    diff: str
+    turns: int
+    usage: dict[str, int]
+    cost: float | None
+    session_id: str
+    duration_ms: int
+    verified: bool
+    type: str = field(default="final_result", init=False)
+
+
+RunEvent = (
+    SessionStart
+    | UserMessage
+    | ReasoningDelta
+    | TextDelta
+    | AssistantMessage
+    | ToolCallStarted
+    | ToolResultEvent
+    | Usage
+    | TodoUpdate
+    | Compaction
+    | Status
+    | RoundRetry
+    | FormatError
+    | FinalResult
+)
+
+_BY_TYPE: dict[str, type] = {
+    cls.__dataclass_fields__["type"].default: cls  # type: ignore[attr-defined]
+    for cls in (
+        SessionStart,
+        UserMessage,
+        ReasoningDelta,
+        TextDelta,
+        AssistantMessage,
+        ToolCallStarted,
+        ToolResultEvent,
+        Usage,
+        TodoUpdate,
+        Compaction,
+        Status,
+        RoundRetry,
+        FormatError,
+        FinalResult,
+    )
+}
+
+
+def event_to_json(event: Any) -> dict[str, Any]:
+    return asdict(event)
+
+
+def event_from_json(data: dict[str, Any]) -> Any:
+    cls = _BY_TYPE.get(data.get("type", ""))
+    if cls is None:
+        raise ValueError(f"unknown event type {data.get('type')!r}")
+    return cls(**{k: v for k, v in data.items() if k != "type"})
+
+
+def messages_from_events(events: list[Any]) -> list[Message]:
+    """Rebuild the conversation (without the system prompt) from a session's events."""
+    messages: list[Message] = []
+    for event in events:
+        if isinstance(event, Compaction):
+            messages = [Message.from_openai(m) for m in event.messages]
+        elif isinstance(event, UserMessage):
+            messages.append(Message.user(event.text))
+        elif isinstance(event, AssistantMessage):
+            messages.append(Message.from_openai(event.message))
+        elif isinstance(event, ToolResultEvent):
+            messages.append(Message.tool(event.output, tool_call_id=event.id, name=event.name))
+    return messages

@@ -1,0 +1,144 @@
+"""`mmx-agent`: the interactive agent.
+
+Ctrl-C while the agent works cancels the current round (a running shell command is killed) and
+keeps the session; Ctrl-C at an empty prompt twice in a row exits. Esc then Enter inserts a newline;
+pasted text keeps its newlines.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prompt_toolkit import PromptSession
+from prompt_toolkit.history import FileHistory
+from prompt_toolkit.key_binding import KeyBindings
+from rich.console import Console
+from rich.text import Text
+
+from agent.backends.base import BackendError
+from agent.config import Settings
+from agent.permissions import Rule
+from agent.runner import AgentSession, start_session
+from agent.session import list_sessions, state_dir
+from agent.tools.checkpoints import CheckpointError, undo
+from agent.ui import ConsoleRenderer
+
+HELP = """\
+/help              this list
+/undo [N]          take back the last N file changes (default 1), shell changes included
+/todo              show the plan
+/compact           summarise older turns now to free context
+/model [NAME]      show or switch the model
+/sessions          list saved sessions (resume one with: mmx-agent --resume ID)
+/expand            show the whole reasoning of the last round
+/exit              leave (Ctrl-D does too)
+Esc then Enter inserts a newline. Ctrl-C stops the agent's current round."""
+
+
+class InteractiveApp:
+    def __init__(self, settings: Settings, workspace: Path, resume_id: str | None) -> None:
+        self.console = Console(highlight=False)
+        self.renderer = ConsoleRenderer(self.console, settings.reasoning_display)
+        self.settings = settings
+        self.session: AgentSession = start_session(
+            settings, workspace, interactive=True, emit=self.renderer, ask=self.ask, resume_id=resume_id
+        )
+        history = state_dir() / "history"
+        history.parent.mkdir(parents=True, exist_ok=True)
+        bindings = KeyBindings()
+
+        @bindings.add("escape", "enter")
+        def _newline(event: Any) -> None:
+            event.current_buffer.insert_text("\n")
+
+        self.prompt = PromptSession(history=FileHistory(str(history)), key_bindings=bindings)
+
+    def ask(self, tool: str, args: dict[str, Any]) -> bool:
+        shown = args.get("command") or args.get("path") or args
+        self.renderer._end_stream()
+        answer = self.prompt.prompt(f"Allow {tool} {str(shown)[:200]}? [y]es / [n]o / [a]lways for {tool}: ")
+        answer = answer.strip().lower()
+        if answer.startswith("a"):
+            self.session.loop.policy.allow.append(Rule(tool))
+            return True
+        return answer.startswith("y")
+
+    def run(self) -> int:
+        loop = self.session.loop
+        self.console.print(
+            Text(
+                f"mmx-agent · {self.session.backend.name} {getattr(self.session.backend, 'model', '')} · "
+                f"{loop.policy.mode} · session {self.session.session_id} · /help",
+                style="dim",
+            )
+        )
+        interrupted_at_prompt = False
+        while True:
+            try:
+                text = self.prompt.prompt("> ", multiline=False)
+            except KeyboardInterrupt:
+                if interrupted_at_prompt:
+                    return 0
+                interrupted_at_prompt = True
+                self.console.print(Text("(Ctrl-C again or /exit to leave)", style="dim"))
+                continue
+            except EOFError:
+                return 0
+            interrupted_at_prompt = False
+            text = text.strip()
+            if not text:
+                continue
+            if text.startswith("/"):
+                if self.command(text) == "exit":
+                    return 0
+                continue
+            result = loop.run(text)
+            if result.status == "cancelled":
+                self.console.print(Text("[cancelled; the session goes on]", style="yellow"))
+
+    def command(self, line: str) -> str | None:
+        name, _, rest = line.partition(" ")
+        rest = rest.strip()
+        loop = self.session.loop
+        if name in ("/exit", "/quit"):
+            return "exit"
+        if name == "/help":
+            self.console.print(HELP)
+        elif name == "/undo":
+            try:
+                done = undo(loop.ctx, int(rest or 1))
+                self.console.print(f"undone {done.undone}: " + (", ".join(done.changes) or "no file changes"))
+            except (CheckpointError, ValueError) as exc:
+                self.console.print(Text(f"cannot undo: {exc}", style="red"))
+        elif name == "/todo":
+            self.renderer.show_todos(loop.ctx.state.get("todos", []))
+        elif name == "/compact":
+            try:
+                self.console.print(loop.compact_now())
+            except BackendError as exc:
+                self.console.print(Text(f"compaction failed: {exc}", style="red"))
+        elif name == "/model":
+            if rest and hasattr(self.session.backend, "model"):
+                self.session.backend.model = rest
+            self.console.print(f"model: {getattr(self.session.backend, 'model', '?')}")
+        elif name == "/sessions":
+            for info in list_sessions()[:20]:
+                self.console.print(f"{info.session_id}  {info.status:<18} {info.first_message[:60]!r}")
+        elif name == "/expand":
+            self.console.print(Text(self.renderer.last_reasoning or "(no reasoning yet)", style="dim italic"))
+        else:
+            self.console.print(Text(f"unknown command {name}; /help lists them", style="yellow"))
+        return None
+
+
+def run_interactive(settings: Settings, workspace: Path, resume_id: str | None) -> int:
+    try:
+        app = InteractiveApp(settings, workspace, resume_id)
+    except BackendError as exc:
+        Console(stderr=True).print(f"error: backend unavailable: {exc}")
+        return 5
+    try:
+        return app.run()
+    finally:
+        app.session.close()

@@ -1,0 +1,361 @@
+"""The agent loop: one user turn, then model rounds until the model answers without calling a tool.
+
+Each round streams the backend's events, builds the assistant message (reasoning kept: the
+format layer, not the loop, decides what the model sees again), runs the calls in order (runs of
+read-only calls concurrently, results still appended in call order) and appends the results.
+
+Recoverable problems (unknown tool, bad arguments, a failed tool, a malformed call, a refused
+command) go back to the model as tool results. Terminating ones (limits, a loop, repeated policy
+refusals, the backend gone) end the run with a status. Ctrl-C (KeyboardInterrupt) ends the round:
+calls that did not finish are answered as cancelled, so the session stays a valid conversation.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.backends.base import Backend, BackendError, GenerationParams
+from agent.backends.events import (
+    FormatError,
+    ReasoningDelta,
+    RoundRetry,
+    StreamEnd,
+    TextDelta,
+    ToolCallEvent,
+    Usage,
+)
+from agent.backends.messages import Message, ToolCall
+from agent.events import (
+    AssistantMessage,
+    Compaction,
+    FinalResult,
+    Status,
+    TodoUpdate,
+    ToolCallStarted,
+    ToolResultEvent,
+    UserMessage,
+)
+from agent.permissions import PermissionPolicy
+from agent.planner.compaction import Compactor, ContextBudget, ContextExhausted
+from agent.planner.limits import Limits, LoopDetector
+from agent.tools.base import Permission, Tool, ToolContext, ToolResult, openai_tool
+from agent.tools.registry import run_tool
+from agent.workspace_diff import diff_since, snapshot
+
+EXIT_CODES = {
+    "done": 0,
+    "error": 1,
+    "limit_reached": 3,
+    "loop_detected": 3,
+    "context_exhausted": 3,
+    "blocked": 4,
+    "backend_unavailable": 5,
+    "cancelled": 130,
+}
+EDIT_TOOLS = {"write_file", "edit_file", "multi_edit", "undo"}
+DEFAULT_TEST_COMMANDS = [
+    r"(^|[\s;&|(])(python[\d.]*\s+-m\s+)?(pytest|py\.test|unittest|tox|nox)\b",
+    r"\b(npm|yarn|pnpm|bun)\s+(run\s+)?test\b",
+    r"\b(go|cargo|dotnet|mvn|gradle|\./gradlew|mix|swift)\s+test\b",
+    r"\bmake\s+(test|check)\b",
+    r"\b(ctest|rspec|phpunit|prove)\b",
+]
+LOOP_WARNING = (
+    "\n[mmx-agent] This is the {n}th identical call in a row with the same arguments. It will not help to "
+    "repeat it: change your approach. One more identical call ends the run."
+)
+NUDGE = "[mmx-agent] Your last reply could not be used: {errors} Continue the task."
+
+
+Emit = Callable[[Any], None]
+
+
+@dataclass
+class _Slot:
+    """One call the model made in a round; `error` set when it was malformed and must not run."""
+
+    call: ToolCall
+    error: str | None = None
+    result: ToolResult | None = None
+    warning: str = ""  # appended to the result (loop detection)
+
+
+@dataclass
+class _Round:
+    reasoning: list[str] = field(default_factory=list)
+    content: list[str] = field(default_factory=list)
+    slots: list[_Slot] = field(default_factory=list)
+    loose_errors: list[str] = field(default_factory=list)  # malformed output not tied to one call
+    message: Message | None = None  # the backend's own record of the turn, when it keeps one
+
+
+class RunStopped(Exception):
+    def __init__(self, status: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class AgentLoop:
+    def __init__(
+        self,
+        backend: Backend,
+        ctx: ToolContext,
+        *,
+        tools: list[Tool],
+        system_prompt: str,
+        policy: PermissionPolicy,
+        limits: Limits | None = None,
+        emit: Emit = lambda event: None,
+        params: GenerationParams | None = None,
+        session_id: str = "",
+        messages: list[Message] | None = None,
+        budget: ContextBudget | None = None,
+        test_commands: list[str] | None = None,
+        max_policy_refusals: int = 3,
+    ) -> None:
+        self.backend = backend
+        self.ctx = ctx
+        self.tools = {tool.name: tool for tool in tools}
+        self.tool_defs = [openai_tool(tool) for tool in tools]
+        self.system = Message.system(system_prompt)
+        self.policy = policy
+        self.limits = limits or Limits()
+        self.emit = emit
+        self.params = params or GenerationParams()
+        self.session_id = session_id
+        self.messages: list[Message] = list(messages or [])
+        self.compactor = Compactor(backend, budget or ContextBudget(backend.context_window), self._add_usage)
+        self.test_commands = [re.compile(p) for p in (test_commands or DEFAULT_TEST_COMMANDS)]
+        self.max_policy_refusals = max_policy_refusals
+        self.usage = {"input_tokens": 0, "output_tokens": 0, "reasoning_tokens": 0}
+        self.cost: float | None = None
+        self._turn_calls = 0
+
+    # ------------------------------------------------------------------ one run
+    def run(self, text: str) -> FinalResult:
+        started = time.monotonic()
+        start_tree = snapshot(self.ctx)
+        self.messages.append(Message.user(text))
+        self.emit(UserMessage(text))
+        turns, answer, verified, refusals = 0, "", False, 0
+        loops = LoopDetector()
+        status, detail = "done", ""
+        try:
+            while True:
+                self._check_limits(turns, started)
+                self._fit_context()
+                round_ = self._model_round()
+                turns += 1
+                message = self._assistant_message(round_, turns)
+                self.messages.append(message)
+                self.emit(AssistantMessage(message.to_openai()))
+                if not round_.slots:
+                    if round_.loose_errors:
+                        nudge = NUDGE.format(errors=" ".join(round_.loose_errors))
+                        self.messages.append(Message.user(nudge))
+                        self.emit(UserMessage(nudge))
+                        continue
+                    answer = message.text()
+                    break
+                stop = self._run_calls(round_.slots, loops)
+                for slot in round_.slots:
+                    assert slot.result is not None
+                    name = slot.call.name
+                    if slot.result.data.get("refused") or slot.result.data.get("denied"):
+                        refusals += 1
+                    if name in EDIT_TOOLS and slot.result.ok:
+                        verified = False  # tests must run again after the last edit
+                    elif name == "bash" and self._is_test_command(slot.call.arguments.get("command", "")):
+                        verified = slot.result.ok
+                if stop:
+                    raise RunStopped("loop_detected", "the same call was repeated after a warning")
+                if refusals >= self.max_policy_refusals:
+                    raise RunStopped("blocked", f"{refusals} calls were refused by policy or the firewall")
+        except RunStopped as stop:
+            status, detail = stop.status, str(stop)
+        except ContextExhausted as exc:
+            status, detail = "context_exhausted", str(exc)
+        except BackendError as exc:
+            status, detail = "backend_unavailable", str(exc)
+        except KeyboardInterrupt:
+            status, detail = "cancelled", "cancelled by the user"
+        if status != "done":
+            self.emit(Status(f"run ended: {status}: {detail}", level="error"))
+        result = FinalResult(
+            status=status,
+            result=answer if status == "done" else detail,
+            diff=diff_since(self.ctx, start_tree),
+            turns=turns,
+            usage=dict(self.usage),
+            cost=self.cost,
+            session_id=self.session_id,
+            duration_ms=int((time.monotonic() - started) * 1000),
+            verified=verified,
+        )
+        self.emit(result)
+        return result
+
+    def _check_limits(self, turns: int, started: float) -> None:
+        limits = self.limits
+        if turns >= limits.max_turns:
+            raise RunStopped("limit_reached", f"reached the limit of {limits.max_turns} turns")
+        if limits.max_wall_seconds is not None and time.monotonic() - started > limits.max_wall_seconds:
+            raise RunStopped("limit_reached", f"reached the wall-time limit of {limits.max_wall_seconds:g} s")
+        spent = self.usage["input_tokens"] + self.usage["output_tokens"]
+        if limits.max_tokens is not None and spent >= limits.max_tokens:
+            raise RunStopped("limit_reached", f"used {spent} tokens, the limit is {limits.max_tokens}")
+        if limits.max_cost is not None and self.cost is not None and self.cost >= limits.max_cost:
+            raise RunStopped("limit_reached", f"spent ${self.cost:.4f}, the limit is ${limits.max_cost:.4f}")
+
+    def _fit_context(self, force: bool = False) -> Compaction | None:
+        fitted = self.compactor.fit(self.system, self.messages, self.tool_defs, force=force)
+        if fitted is None:
+            return None
+        stage, before, after, messages = fitted
+        self.messages = messages
+        event = Compaction(stage, before, after, [m.to_openai() for m in messages])
+        self.emit(event)
+        return event
+
+    def compact_now(self) -> str:
+        """Summarise everything before the latest user message (the /compact command)."""
+        event = self._fit_context(force=True)
+        if event is None:
+            return "nothing older than the current turn to compact"
+        return f"compacted: {event.tokens_before} -> {event.tokens_after} tokens"
+
+    # ------------------------------------------------------------------ the model's round
+    def _model_round(self) -> _Round:
+        round_ = _Round()
+        stream = self.backend.stream([self.system, *self.messages], self.tool_defs, self.params)
+        try:
+            for event in stream:
+                if isinstance(event, RoundRetry):
+                    round_ = _Round()  # the failed attempt's partial output is dropped everywhere
+                elif isinstance(event, ReasoningDelta):
+                    round_.reasoning.append(event.text)
+                elif isinstance(event, TextDelta):
+                    round_.content.append(event.text)
+                elif isinstance(event, ToolCallEvent):
+                    round_.slots.append(_Slot(ToolCall(event.name, event.arguments, event.id)))
+                elif isinstance(event, FormatError):
+                    if event.name:
+                        round_.slots.append(
+                            _Slot(ToolCall(event.name, event.arguments or {}), error=event.message)
+                        )
+                    else:
+                        round_.loose_errors.append(event.message)
+                elif isinstance(event, Usage):
+                    self._add_usage(event)
+                elif isinstance(event, StreamEnd):
+                    round_.message = getattr(event, "message", None)
+                if not isinstance(event, ToolCallEvent | StreamEnd):  # calls are announced when they run
+                    self.emit(event)
+        finally:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()  # stops the HTTP stream or the generation promptly on Ctrl-C
+        return round_
+
+    def _assistant_message(self, round_: _Round, turn: int) -> Message:
+        for i, slot in enumerate(round_.slots):
+            if slot.call.id is None:
+                slot.call.id = f"call_{turn}_{i}"
+        if round_.message is not None:
+            return round_.message
+        reasoning = "".join(round_.reasoning)
+        return Message.assistant(
+            "".join(round_.content), reasoning=reasoning or None, tool_calls=[s.call for s in round_.slots]
+        )
+
+    def _add_usage(self, usage: Usage) -> None:
+        self.usage["input_tokens"] += usage.input_tokens
+        self.usage["output_tokens"] += usage.output_tokens
+        self.usage["reasoning_tokens"] += usage.reasoning_tokens
+        if usage.cost_usd is not None:
+            self.cost = (self.cost or 0.0) + usage.cost_usd
+
+    # ------------------------------------------------------------------ tools
+    def _run_calls(self, slots: list[_Slot], loops: LoopDetector) -> bool:
+        """Runs the round's calls; True when loop detection says the run must stop."""
+        stop = False
+        runnable: list[_Slot] = []
+        for slot in slots:
+            verdict = loops.observe(slot.call.name, slot.call.arguments)
+            if slot.error is not None:
+                slot.result = ToolResult(False, slot.error, {"error": "format"})
+            elif verdict == "stop":
+                slot.result = ToolResult(False, "Not run: this exact call was repeated after a warning.", {})
+                stop = True
+            else:
+                slot.result = self._permission_refusal(slot.call)
+                if slot.result is None:
+                    runnable.append(slot)
+            if verdict == "warn":
+                slot.warning = LOOP_WARNING.format(n=loops.warn_at)
+        try:
+            self._execute(runnable)
+        finally:
+            for slot in slots:
+                if slot.result is None:
+                    slot.result = ToolResult(False, "Cancelled by the user before this call finished.", {})
+                if slot.warning:
+                    slot.result = ToolResult(
+                        slot.result.ok, slot.result.output + slot.warning, slot.result.data
+                    )
+                self._append_result(slot)
+        return stop
+
+    def _permission_refusal(self, call: ToolCall) -> ToolResult | None:
+        tool = self.tools.get(call.name)
+        if tool is None:
+            return None  # run_tool answers unknown tools with the list of real ones
+        decision = self.policy.decide(call.name, tool.permission, call.arguments)
+        if decision.allowed:
+            return None
+        return ToolResult(False, f"Not run: {decision.reason}", {"denied": True})
+
+    def _execute(self, runnable: list[_Slot]) -> None:
+        i = 0
+        while i < len(runnable):
+            group = [runnable[i]]
+            if self._read_only(runnable[i]):
+                while i + len(group) < len(runnable) and self._read_only(runnable[i + len(group)]):
+                    group.append(runnable[i + len(group)])
+            for slot in group:
+                self.emit(ToolCallStarted(slot.call.id or "", slot.call.name, slot.call.arguments))
+            if len(group) == 1:
+                group[0].result = self._run_one(group[0].call)
+            else:
+                with ThreadPoolExecutor(max_workers=min(8, len(group))) as pool:
+                    for slot, result in zip(
+                        group, pool.map(lambda s: self._run_one(s.call), group), strict=True
+                    ):
+                        slot.result = result
+            i += len(group)
+
+    def _read_only(self, slot: _Slot) -> bool:
+        tool = self.tools.get(slot.call.name)
+        return tool is not None and tool.permission == Permission.READ and tool.name != "todo_write"
+
+    def _run_one(self, call: ToolCall) -> ToolResult:
+        result = run_tool(call.name, call.arguments, self.ctx, tools=list(self.tools.values()))
+        if call.name == "todo_write" and result.ok:
+            self.emit(TodoUpdate(list(self.ctx.state.get("todos", []))))
+        return result
+
+    def _append_result(self, slot: _Slot) -> None:
+        assert slot.result is not None
+        call = slot.call
+        self.messages.append(Message.tool(slot.result.output, tool_call_id=call.id, name=call.name))
+        self.emit(
+            ToolResultEvent(call.id or "", call.name, slot.result.ok, slot.result.output, slot.result.data)
+        )
+
+    def _is_test_command(self, command: str) -> bool:
+        return any(pattern.search(command) for pattern in self.test_commands)

@@ -1,0 +1,128 @@
+"""Putting a session together from settings: backend, sandbox, tools, policy, session file, loop.
+
+The CLI (interactive and -p) and the eval runner all start sessions through `start_session`.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agent.backends.base import Backend, BackendError, GenerationParams
+from agent.config import Settings, user_config_dir
+from agent.events import SessionStart, TodoUpdate, messages_from_events
+from agent.loop import AgentLoop
+from agent.permissions import PermissionPolicy, Rule
+from agent.planner.compaction import ContextBudget
+from agent.planner.limits import Limits
+from agent.planner.prompt import build_system_prompt
+from agent.planner.todo import TodoTool
+from agent.session import SessionWriter, load_events, new_session_id
+from agent.tools.base import ToolContext
+from agent.tools.registry import all_tools
+from sandbox.base import Sandbox
+
+
+def make_backend(settings: Settings) -> Backend:
+    """The backend the settings name; BackendError when it cannot be set up (exit 5)."""
+    kind = settings.backend
+    if kind == "replay":
+        from agent.backends.replay import ReplayBackend
+
+        if not settings.replay:
+            raise BackendError("--backend replay needs --replay FILE.jsonl")
+        return ReplayBackend(settings.replay, context_window=settings.context_window or 196_608)
+    if kind == "local":
+        from agent.backends.local.backend import LocalBackend
+
+        if not settings.model:
+            raise BackendError("--backend local needs --model DIR (a checkpoint directory)")
+        return LocalBackend(settings.model)
+    from agent.backends.remote.cli import make_backend as make_remote
+
+    return make_remote(
+        kind, settings.base_url, settings.model, settings.api_key_env, prices=settings.prices or None
+    )
+
+
+def make_sandbox(settings: Settings, workspace: Path) -> Sandbox:
+    if settings.sandbox == "docker":
+        from sandbox.docker import open_workspace_sandbox
+
+        return open_workspace_sandbox(workspace, mode=settings.docker_mode, image=settings.docker_image)
+    from sandbox.local import LocalSandbox
+
+    return LocalSandbox(str(workspace))
+
+
+def permission_mode(settings: Settings, interactive: bool) -> str:
+    if settings.permission_mode:
+        return settings.permission_mode
+    return settings.interactive_permission_mode if interactive else settings.ci_permission_mode
+
+
+@dataclass
+class AgentSession:
+    session_id: str
+    loop: AgentLoop
+    backend: Backend
+    sandbox: Sandbox
+    writer: SessionWriter
+
+    def close(self) -> None:
+        self.writer.close()
+        self.sandbox.close()
+
+
+def start_session(
+    settings: Settings,
+    workspace: Path,
+    *,
+    interactive: bool,
+    emit: Callable[[Any], None],
+    ask: Callable[[str, dict[str, Any]], bool] | None = None,
+    resume_id: str | None = None,
+    backend: Backend | None = None,
+    sandbox: Sandbox | None = None,
+) -> AgentSession:
+    backend = backend or make_backend(settings)
+    mode = permission_mode(settings, interactive)
+    policy = PermissionPolicy(
+        mode, [Rule.parse(r) for r in settings.allow], [Rule.parse(r) for r in settings.deny], ask
+    )
+    history, todos = [], []
+    if resume_id:
+        events = load_events(resume_id)
+        history = messages_from_events(events)
+        todos = next((e.items for e in reversed(events) if isinstance(e, TodoUpdate)), [])
+    session_id = resume_id or new_session_id()
+    writer = SessionWriter(session_id)
+    sandbox = sandbox or make_sandbox(settings, workspace)
+    ctx = ToolContext(sandbox, state={"todos": todos})
+
+    def emit_all(event: Any) -> None:
+        writer.write(event)
+        emit(event)
+
+    window = settings.context_window or backend.context_window
+    loop = AgentLoop(
+        backend,
+        ctx,
+        tools=[*all_tools(), TodoTool()],
+        system_prompt=build_system_prompt(workspace, datetime.date.today().isoformat(), user_config_dir()),
+        policy=policy,
+        limits=Limits(settings.max_turns, settings.max_tokens, settings.max_cost, settings.max_wall_seconds),
+        emit=emit_all,
+        params=GenerationParams(
+            settings.temperature, settings.top_p, settings.top_k, settings.max_output_tokens
+        ),
+        session_id=session_id,
+        messages=history,
+        budget=ContextBudget(window, reserve=min(8_192, window // 4)),
+        test_commands=settings.test_commands,
+    )
+    emit_all(SessionStart(session_id, str(workspace), backend.name, getattr(backend, "model", ""), mode))
+    return AgentSession(session_id, loop, backend, sandbox, writer)
