@@ -50,6 +50,10 @@ class Message:
     # System-message extras the M2 template knows about.
     current_date: str | None = None
     current_location: str | None = None
+    # Assistant only: the endpoint's own reasoning items, verbatim (MiniMax `reasoning_details`,
+    # Anthropic thinking blocks with their signatures, the exact inline `<think>` prefix), so that
+    # a remote backend can send the reasoning back exactly as it received it. None: not known.
+    reasoning_details: list[dict[str, Any]] | None = None
 
     @classmethod
     def system(cls, text: Content, **extra: Any) -> Message:
@@ -79,7 +83,7 @@ class Message:
             out["reasoning_content"] = self.reasoning
         if self.tool_calls:
             out["tool_calls"] = [call.to_openai() for call in self.tool_calls]
-        for key in ("tool_call_id", "name", "current_date", "current_location"):
+        for key in ("tool_call_id", "name", "current_date", "current_location", "reasoning_details"):
             value = getattr(self, key)
             if value is not None:
                 out[key] = value
@@ -104,6 +108,11 @@ class Message:
         calls = data.get("tool_calls") or []
         if not isinstance(calls, list):
             raise MessageFormatError(f"{where}: tool_calls must be a list")
+        details = data.get("reasoning_details")
+        if details is not None and not (
+            isinstance(details, list) and all(isinstance(item, dict) for item in details)
+        ):
+            raise MessageFormatError(f"{where}: reasoning_details must be a list of JSON objects")
         return cls(
             role=role,
             content=content,
@@ -113,6 +122,7 @@ class Message:
             name=data.get("name"),
             current_date=data.get("current_date"),
             current_location=data.get("current_location"),
+            reasoning_details=details,
         )
 
 

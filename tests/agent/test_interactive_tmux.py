@@ -1,0 +1,109 @@
+"""The interactive agent in a real terminal (tmux): Ctrl-C kills a running shell command and the
+session goes on; /undo takes back the last edit."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+
+from tests.agent.helpers import make_buggy_repo, raw_completion, write_replay
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("tmux") is None and not os.environ.get("CI"), reason="tmux is not installed (CI installs it)"
+)
+
+
+class Pane:
+    def __init__(self, cwd: str, argv: list[str], env: dict[str, str]) -> None:
+        self.name = "mmx-" + uuid.uuid4().hex[:8]
+        exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
+        command = f"cd {shlex.quote(cwd)} && env {exports} {shlex.join(argv)}; sleep 30"
+        subprocess.run(
+            ["tmux", "new-session", "-d", "-s", self.name, "-x", "160", "-y", "50", command], check=True
+        )
+
+    def screen(self) -> str:
+        return subprocess.run(
+            ["tmux", "capture-pane", "-p", "-S", "-200", "-t", self.name], capture_output=True, text=True
+        ).stdout
+
+    def send(self, *keys: str) -> None:
+        subprocess.run(["tmux", "send-keys", "-t", self.name, *keys], check=True)
+
+    def wait_for(self, text: str, timeout: float = 60) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            screen = self.screen()
+            if text in screen:
+                return screen
+            time.sleep(0.2)
+        raise AssertionError(f"{text!r} did not appear; screen:\n{self.screen()}")
+
+    def close(self) -> None:
+        subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
+
+
+def sleeping(marker: str) -> bool:
+    return subprocess.run(["pgrep", "-f", marker], capture_output=True).returncode == 0
+
+
+def test_ctrl_c_kills_the_running_command_and_undo_reverts_the_edit(tmp_path, isolated_home):
+    repo = make_buggy_repo(tmp_path)
+    marker = f"sleep 3{uuid.uuid4().int % 1000:03d}"
+    replay = write_replay(
+        tmp_path / "replay.jsonl",
+        [
+            raw_completion("run the slow command", "", [("bash", {"command": f"{marker}; echo never"})]),
+            raw_completion(
+                "now fix the operator",
+                "",
+                [("edit_file", {"path": "calc.py", "old": "a - b", "new": "a + b"})],
+            ),
+            raw_completion("done", "Edited calc.py."),
+        ],
+    )
+    env = {k: os.environ[k] for k in ("PATH", "HOME", "XDG_STATE_HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME")}
+    env["TERM"] = "xterm-256color"
+    argv = [
+        sys.executable,
+        "-m",
+        "agent",
+        "--backend",
+        "replay",
+        "--replay",
+        str(replay),
+        "--permission-mode",
+        "full-auto",
+    ]
+    pane = Pane(str(repo), argv, env)
+    try:
+        pane.wait_for("/help")
+        pane.send("run something slow", "Enter")
+        pane.wait_for(f"bash {marker}")
+        deadline = time.monotonic() + 30
+        while not sleeping(marker) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert sleeping(marker)
+        pane.send("C-c")
+        pane.wait_for("the session goes on")
+        deadline = time.monotonic() + 10
+        while sleeping(marker) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not sleeping(marker), "the shell command outlived Ctrl-C"
+
+        pane.send("now fix it", "Enter")
+        pane.wait_for("Edited calc.py.")
+        assert "a + b" in (repo / "calc.py").read_text()
+        pane.send("/undo", "Enter")
+        pane.wait_for("undone 1")
+        assert (repo / "calc.py").read_text() == "def add(a, b):\n    return a - b\n"
+        pane.send("/exit", "Enter")
+    finally:
+        pane.close()
