@@ -7,6 +7,7 @@ lines (stream-json). Progress goes to stderr. The exit code says how the run end
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -72,6 +73,10 @@ def result_object(result: FinalResult) -> dict[str, Any]:
     return data
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def run_headless(
     settings: Settings, task: str, output_format: str, workspace: Path, resume_id: str | None
 ) -> int:
@@ -88,9 +93,11 @@ def run_headless(
     except BackendError as exc:
         print(f"error: backend unavailable: {exc}", file=sys.stderr)
         return EXIT_CODES["backend_unavailable"]
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # a cancelled CI job ends like Ctrl-C
     try:
         result = session.loop.run(task)
     finally:
+        signal.signal(signal.SIGTERM, previous)
         session.close()
     if output_format == "json":
         stdout.write(json.dumps(result_object(result), ensure_ascii=False) + "\n")

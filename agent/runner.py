@@ -23,6 +23,7 @@ from agent.planner.todo import TodoTool
 from agent.session import SessionWriter, load_events, new_session_id
 from agent.tools.base import ToolContext
 from agent.tools.registry import all_tools
+from agent.tools.shell import kill_all_jobs
 from sandbox.base import Sandbox
 
 
@@ -73,6 +74,7 @@ class AgentSession:
     writer: SessionWriter
 
     def close(self) -> None:
+        kill_all_jobs(self.loop.ctx)  # background commands do not outlive the session
         self.writer.close()
         self.sandbox.close()
 

@@ -220,3 +220,49 @@ def test_config_precedence_user_project_env_flags(tmp_path, repo, isolated_home)
     (repo / ".mmx-agent.toml").write_text("max_turn = 10\n")
     proc = mmx(*args, cwd=repo)
     assert proc.returncode == 2 and ".mmx-agent.toml" in proc.stderr and "max_turn" in proc.stderr
+
+
+def test_sigterm_ends_the_run_like_ctrl_c_and_keeps_the_session(tmp_path, repo):
+    import signal
+    import time
+    import uuid
+
+    marker = f"sleep 4{uuid.uuid4().int % 1000:03d}"
+    path = replay(tmp_path, [raw_completion("slow", "", [("bash", {"command": f"{marker}; echo never"})])])
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "agent",
+            "-p",
+            "slow",
+            "--backend",
+            "replay",
+            "--replay",
+            path,
+            "--permission-mode",
+            "full-auto",
+            "--output-format",
+            "json",
+        ],
+        cwd=repo,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while subprocess.run(["pgrep", "-f", marker], capture_output=True).returncode != 0:
+        assert time.monotonic() < deadline, "the command never started"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    result = json.loads(out)
+    assert result["status"] == "cancelled"
+    assert subprocess.run(["pgrep", "-f", marker], capture_output=True).returncode != 0
+    events = [
+        json.loads(line)
+        for line in mmx("sessions", "show", result["session_id"], cwd=repo).stdout.splitlines()
+    ]
+    assert events[-1]["type"] == "final_result" and events[-1]["status"] == "cancelled"
+    assert any(e["type"] == "tool_result" and "Cancelled" in e["output"] for e in events)
