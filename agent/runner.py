@@ -23,7 +23,7 @@ from agent.planner.todo import TodoTool
 from agent.session import SessionWriter, load_events, new_session_id
 from agent.tools.base import ToolContext
 from agent.tools.registry import all_tools
-from agent.tools.shell import kill_all_jobs
+from agent.tools.shell_jobs import kill_all_jobs
 from sandbox.base import Sandbox
 
 

@@ -7,8 +7,8 @@ implementations are interchangeable. Paths are absolute paths *as the sandbox se
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 

@@ -9,11 +9,12 @@ atomic so a crash never leaves a torn file.
 from __future__ import annotations
 
 import os
+import select
 import signal
 import stat
 import subprocess
 import tempfile
-import threading
+import time
 from collections.abc import Iterator
 
 from sandbox.base import ExecResult, FileInfo, SandboxError
@@ -100,39 +101,54 @@ class LocalSandbox:
             raise SandboxError(f"cannot run bash in {cwd or self.root}: {e}") from e
 
         output = CappedOutput(max_output)
-        reader = threading.Thread(target=self._read_all, args=(proc, output), daemon=True)
-        reader.start()
-        timed_out = False
         try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            _kill_group(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=KILL_GRACE_SECONDS)
-            except subprocess.TimeoutExpired:
-                pass
-            # Children that ignored TERM (or outlived the shell) still hold the group.
+            timed_out = self._pump(proc, output, timeout)
+        except BaseException:
+            # Ctrl-C (KeyboardInterrupt) or any error while waiting: the command must not outlive us.
             _kill_group(proc.pid, signal.SIGKILL)
             proc.wait()
-        reader.join(timeout=DRAIN_SECONDS)
-        if reader.is_alive():
-            # A background child still holds the pipe open; stop reading rather than wait on it.
+            raise
+        finally:
             proc.stdout.close()
-            output.add(b"\n[background processes still hold the output; stopped reading]\n")
+        proc.wait()
         exit_code = None if timed_out else proc.returncode
         if exit_code is not None and exit_code < 0:
             exit_code = 128 - exit_code  # killed by a signal: report it the way bash does
-        return ExecResult(exit_code=exit_code, output=output.text(), timed_out=timed_out, elided=output.elided)
+        return ExecResult(
+            exit_code=exit_code, output=output.text(), timed_out=timed_out, elided=output.elided
+        )
 
     @staticmethod
-    def _read_all(proc: subprocess.Popen[bytes], output: CappedOutput) -> None:
+    def _pump(proc: subprocess.Popen[bytes], output: CappedOutput, timeout: float | None) -> bool:
+        """Reads output until EOF, killing the group at the timeout; returns whether it timed out."""
         fd = proc.stdout.fileno()
-        try:
-            while chunk := os.read(fd, 65536):
+        kill_at = None if timeout is None else time.monotonic() + timeout
+        stop_reading_at = None  # set once the shell has exited (or was killed)
+        timed_out = False
+        while True:
+            now = time.monotonic()
+            if stop_reading_at is None and proc.poll() is not None:
+                stop_reading_at = now + DRAIN_SECONDS
+            if stop_reading_at is not None and now >= stop_reading_at:
+                # A background child still holds the pipe open; stop rather than wait on it.
+                output.add(b"\n[background processes still hold the output; stopped reading]\n")
+                return timed_out
+            if kill_at is not None and now >= kill_at and not timed_out:
+                timed_out = True
+                _kill_group(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(timeout=KILL_GRACE_SECONDS)
+                except subprocess.TimeoutExpired:
+                    pass
+                # Children that ignored TERM (or outlived the shell) still hold the group.
+                _kill_group(proc.pid, signal.SIGKILL)
+                continue
+            ready, _, _ = select.select([fd], [], [], 0.1)
+            if ready:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    return timed_out
                 output.add(chunk)
-        except (OSError, ValueError):
-            pass  # the pipe was closed under us (see exec)
 
     # -- files -----------------------------------------------------------------------------
 
@@ -151,7 +167,9 @@ class LocalSandbox:
             os.makedirs(directory, exist_ok=True)
             if mode is None:
                 mode = self._existing_mode(target)
-            fd, temp_path = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(target)}.", suffix=".tmp")
+            fd, temp_path = tempfile.mkstemp(
+                dir=directory, prefix=f".{os.path.basename(target)}.", suffix=".tmp"
+            )
         except OSError as e:
             raise SandboxError(f"cannot write {path}: {e.strerror or e}") from e
         try:
@@ -204,7 +222,12 @@ class LocalSandbox:
         is_symlink = stat.S_ISLNK(st.st_mode)
         is_dir = os.path.isdir(path) if is_symlink else stat.S_ISDIR(st.st_mode)
         return FileInfo(
-            path=path, size=st.st_size, mode=st.st_mode, mtime=st.st_mtime, is_dir=is_dir, is_symlink=is_symlink
+            path=path,
+            size=st.st_size,
+            mode=st.st_mode,
+            mtime=st.st_mtime,
+            is_dir=is_dir,
+            is_symlink=is_symlink,
         )
 
     def realpath(self, path: str) -> str:

@@ -1,7 +1,58 @@
-"""`mmx-agent tool NAME --args JSON` (placeholder until the tool suite lands)."""
+"""`mmx-agent tool NAME --args JSON [--workspace DIR]`: run one tool, print its result as JSON.
+
+The contract: stdout carries exactly one JSON object, {"ok": bool, "output": str, ...fields};
+the exit status is 0 whenever the tool ran (even when it reported a failure) and 2 on bad
+usage (unknown tool, invalid JSON, arguments that are not an object, missing workspace), with
+the reason on stderr. The call goes through `run_tool`, so the firewall, the checkpoint before
+mutating tools, and secret redaction all apply; checkpoints persist between invocations, so
+`mmx-agent tool undo` takes back an earlier `mmx-agent tool edit_file`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
 
 import typer
 
+from agent.tools.base import ToolContext
+from sandbox.base import SandboxError
+from sandbox.local import LocalSandbox
 
-def tool_command(name: str = typer.Argument(...)) -> None:
-    raise typer.Exit(2)
+
+def _usage_error(message: str) -> typer.Exit:
+    typer.echo(f"mmx-agent tool: {message}", err=True)
+    return typer.Exit(2)
+
+
+def tool_command(
+    name: str = typer.Argument(..., help="The tool to run, e.g. read_file."),
+    args: str = typer.Option("{}", "--args", help="The tool's arguments as a JSON object."),
+    workspace: Path = typer.Option(
+        None, "--workspace", help="Workspace directory (default: the current one)."
+    ),
+) -> None:
+    """Run one tool and print its result as one JSON object."""
+    # Imported here so that other mmx-agent commands do not pay for loading every tool.
+    from agent.tools.registry import all_tools, get_tool, run_tool
+
+    if get_tool(name) is None:
+        names = ", ".join(t.name for t in all_tools())
+        raise _usage_error(f"unknown tool {name!r}; available: {names}")
+    try:
+        parsed = json.loads(args)
+    except json.JSONDecodeError as e:
+        raise _usage_error(f"--args is not valid JSON: {e}") from None
+    if not isinstance(parsed, dict):
+        raise _usage_error(f"--args must be a JSON object, got {type(parsed).__name__}")
+    root = workspace if workspace is not None else Path(os.getcwd())
+    try:
+        sandbox = LocalSandbox(root)
+    except SandboxError as e:
+        raise _usage_error(str(e)) from None
+    try:
+        result = run_tool(name, parsed, ToolContext(sandbox=sandbox))
+    finally:
+        sandbox.close()
+    typer.echo(json.dumps(result.to_json(), ensure_ascii=False))

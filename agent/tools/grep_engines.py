@@ -23,7 +23,9 @@ import re
 import shlex
 from dataclasses import dataclass, field
 
-from agent.tools.ignore_rules import IgnoreRules, walk_workspace
+from pathspec import GitIgnoreSpec
+
+from agent.tools.ignore_rules import IgnoreRules, Override, walk_workspace
 from sandbox.base import Sandbox, SandboxError
 
 
@@ -90,11 +92,11 @@ def python_grep(sandbox: Sandbox, root: str, query: GrepQuery) -> GrepOutcome:
     if query.target_is_file:
         paths = [posixpath.relpath(query.target, root)]
     else:
-        glob_filter = _glob_filter(query.glob)
+        override = glob_override(query.glob)
         paths = sorted(
             rel
-            for rel, is_dir in walk_workspace(sandbox, query.target, rules)
-            if not is_dir and glob_filter(rel)
+            for rel, is_dir in walk_workspace(sandbox, query.target, rules, override=override)
+            if not is_dir
         )
     files: list[FileMatches] = []
     total = 0
@@ -149,22 +151,21 @@ def _matching_lines(regex: re.Pattern[str], text: str) -> list[int]:
             return found
 
 
-def _glob_filter(glob: str | None):
-    """rg -g semantics: gitignore-style pattern; `!` excludes; with a positive glob, only its matches."""
+def glob_override(glob: str | None) -> Override | None:
+    """rg -g: a gitignore-style glob relative to the root; a match includes the path even when
+    hidden or ignored, `!` excludes; with a positive glob, files it does not match are out."""
     if not glob:
-        return lambda rel: True
-    from pathspec import GitIgnoreSpec
-
+        return None
     spec = GitIgnoreSpec.from_lines([glob])
     positive = not glob.startswith("!")
 
-    def accepts(rel: str) -> bool:
-        decision = spec.check_file(rel).include
-        if decision is None:
-            return not positive
+    def decide(rel: str, is_dir: bool) -> bool | None:
+        decision = spec.check_file(rel + "/" if is_dir else rel).include
+        if decision is None and positive and not is_dir:
+            return False
         return decision
 
-    return accepts
+    return decide
 
 
 # --- ripgrep ---------------------------------------------------------------------------------
@@ -182,15 +183,23 @@ def rg_grep(sandbox: Sandbox, root: str, query: GrepQuery, *, timeout: float = 6
     target = posixpath.relpath(query.target, root)
     where = [] if target == "." else ["--", target]
     globs = ["-g", query.glob] if query.glob and not query.target_is_file else []
-    count_cmd = [*_RG_COMMON.split(), "--count", "--null", *flags, *globs, "-e", query.pattern, *where]
+    count_cmd = [
+        *_RG_COMMON.split(),
+        "--count",
+        "--null",
+        "--with-filename",
+        *flags,
+        *globs,
+        "-e",
+        query.pattern,
+        *where,
+    ]
     counted = sandbox.exec(shlex.join(count_cmd), cwd=root, timeout=timeout, max_output=50_000_000)
     counts = _parse_counts(counted.output)
     if counted.timed_out:
         raise GrepError(f"rg timed out after {timeout:.0f}s; narrow the path or pattern")
     if counted.exit_code == 2 and not counts:
-        _raise_regex_error(sandbox, query.pattern, root)
-    if query.target_is_file and counts:
-        counts = [(target, counts[0][1])]  # rg names a lone file as given; use the relative path
+        _raise_if_bad_regex(sandbox, query.pattern, root)  # else rg found no file to search
     counts.sort()
     total = sum(count for _, count in counts)
     shown, budget = [], query.max_results
@@ -258,9 +267,8 @@ def _json_text(value: dict) -> str:
     return base64.b64decode(value["bytes"]).decode("utf-8", "replace")
 
 
-def _raise_regex_error(sandbox: Sandbox, pattern: str, root: str) -> None:
+def _raise_if_bad_regex(sandbox: Sandbox, pattern: str, root: str) -> None:
     # --no-messages hides rg's regex errors too; searching /dev/null shows them without noise.
     probe = sandbox.exec(shlex.join(["rg", "--no-config", "-e", pattern, "/dev/null"]), cwd=root, timeout=10)
     if probe.exit_code == 2:
         raise GrepError(f"invalid regex {pattern!r} (ripgrep syntax): {probe.output.strip()}")
-    raise GrepError("rg failed to search; try a narrower path")

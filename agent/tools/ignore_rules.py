@@ -6,7 +6,8 @@ The pure-Python grep engine, glob, ls and the repo map all see the file set that
 - .gitignore, .ignore and .rgignore apply to their directory and below, the deepest directory
   with a matching pattern decides; inside one directory .rgignore beats .ignore beats .gitignore;
 - .git/info/exclude applies at the root with the lowest precedence;
-- symlinks are not followed and symlinked files are not listed (rg without -L).
+- symlinks are not followed and symlinked files are not listed (rg without -L);
+- an rg -g glob (an "override") beats all of the above for the paths it matches.
 Gaps: rg ranks .ignore/.rgignore above .gitignore across directory levels, and stops applying a
 parent's .gitignore inside a nested git repository; we do neither (rare in practice).
 """
@@ -14,7 +15,7 @@ parent's .gitignore inside a nested git repository; we do neither (rare in pract
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from pathspec import GitIgnoreSpec
 
@@ -70,8 +71,18 @@ class IgnoreRules:
         return False
 
 
+# An rg -g override: True includes a path whatever the ignore files and hidden rule say, False
+# excludes it, None leaves the decision to them.
+Override = Callable[[str, bool], "bool | None"]
+
+
 def walk_workspace(
-    sandbox: Sandbox, start: str, rules: IgnoreRules, *, include_hidden: bool = False
+    sandbox: Sandbox,
+    start: str,
+    rules: IgnoreRules,
+    *,
+    include_hidden: bool = False,
+    override: Override | None = None,
 ) -> Iterator[tuple[str, bool]]:
     """(path relative to the root, is_dir) for every entry under `start` that rg would visit.
 
@@ -91,7 +102,7 @@ def walk_workspace(
         kept_dirs = []
         for name in dirnames:
             rel = posixpath.join(rel_dir, name)
-            if _skip(sandbox, dirpath, name, rel, True, rules, include_hidden):
+            if _skip(sandbox, dirpath, name, rel, True, rules, include_hidden, override):
                 pruned.add(rel)
                 continue
             kept_dirs.append(name)
@@ -99,16 +110,24 @@ def walk_workspace(
         dirnames[:] = kept_dirs
         for name in filenames:
             rel = posixpath.join(rel_dir, name)
-            if not _skip(sandbox, dirpath, name, rel, False, rules, include_hidden):
+            if not _skip(sandbox, dirpath, name, rel, False, rules, include_hidden, override):
                 yield rel, False
 
 
 def _skip(
-    sandbox: Sandbox, dirpath: str, name: str, rel: str, is_dir: bool, rules: IgnoreRules, hidden: bool
+    sandbox: Sandbox,
+    dirpath: str,
+    name: str,
+    rel: str,
+    is_dir: bool,
+    rules: IgnoreRules,
+    hidden: bool,
+    override: Override | None,
 ) -> bool:
-    if not hidden and is_hidden(name):
+    decision = override(rel, is_dir) if override else None
+    if decision is False:
         return True
-    if rules.is_ignored(rel, is_dir):
+    if decision is None and ((not hidden and is_hidden(name)) or rules.is_ignored(rel, is_dir)):
         return True
     info = sandbox.stat(posixpath.join(dirpath, name))
     return info is None or info.is_symlink

@@ -1,0 +1,342 @@
+"""File tools: read_file, write_file, edit_file, multi_edit.
+
+Paths are relative to the workspace root (absolute paths inside it are accepted); anything that
+leaves the workspace, lexically or through a symlink, is refused. Writes go through the
+sandbox's atomic write, so a crash leaves the old file or the new one, never half of each, and
+keep the file's mode. Text is decoded as UTF-8 with undecodable bytes preserved on edits
+(surrogateescape) and shown as U+FFFD when read.
+"""
+
+from __future__ import annotations
+
+import difflib
+import posixpath
+from dataclasses import dataclass
+from typing import Any
+
+from agent.tools.base import Permission, ToolContext, ToolResult
+from agent.tools.edit_match import EditError, EditOutcome, apply_edit
+from agent.tools.workspace_paths import WorkspacePathError, display_path, resolve_workspace_path
+from sandbox.base import SandboxError
+
+MAX_READ_BYTES = 50 * 1024 * 1024  # larger files are refused: slice them with bash instead
+DEFAULT_LINE_LIMIT = 2000
+MAX_LINE_CHARS = 2000
+MAX_OUTPUT_CHARS = 100_000
+BINARY_SNIFF_BYTES = 8192
+
+
+class FileToolError(Exception):
+    """A file tool cannot do what was asked; the message is written for the model."""
+
+
+def _reports_failures(run):
+    """Turns the expected failures of a file tool into ToolResults the model can act on."""
+
+    def wrapped(self, args: dict[str, Any], ctx: ToolContext) -> ToolResult:
+        try:
+            return run(self, args, ctx)
+        except (FileToolError, EditError, WorkspacePathError, SandboxError) as e:
+            return ToolResult(False, str(e))
+
+    return wrapped
+
+
+# -- reading and writing text -------------------------------------------------------------------
+
+
+@dataclass
+class TextFile:
+    path: str  # absolute, as the sandbox sees it
+    shown: str  # relative to the workspace, for messages
+    text: str  # "\n" line endings; undecodable bytes kept as surrogates
+    crlf: bool  # the file used "\r\n" throughout; restored on save
+
+
+def _existing_file(ctx: ToolContext, path: str) -> tuple[str, str]:
+    absolute = resolve_workspace_path(ctx.sandbox, path)
+    shown = display_path(ctx.sandbox, absolute)
+    info = ctx.sandbox.stat(absolute)
+    if info is None:
+        raise FileToolError(f"file not found: {shown}{_similar_names_hint(ctx, absolute)}")
+    if info.is_dir:
+        raise FileToolError(f"{shown} is a directory; list it with ls or glob")
+    if info.size > MAX_READ_BYTES:
+        raise FileToolError(
+            f"{shown} is {info.size / 1e6:.0f} MB, larger than the {MAX_READ_BYTES // 2**20} MiB the file "
+            "tools read; use bash (head, sed -n 'A,Bp', grep -n) to look at parts of it"
+        )
+    return absolute, shown
+
+
+def _similar_names_hint(ctx: ToolContext, absolute: str) -> str:
+    parent, name = posixpath.split(absolute)
+    try:
+        siblings = ctx.sandbox.listdir(parent)
+    except SandboxError:
+        return " (its directory does not exist either)"
+    close = difflib.get_close_matches(name, siblings, n=3, cutoff=0.6)
+    if not close:
+        return ""
+    return (
+        " (did you mean: "
+        + ", ".join(display_path(ctx.sandbox, posixpath.join(parent, c)) for c in close)
+        + "?)"
+    )
+
+
+def _is_binary(data: bytes) -> bool:
+    return b"\0" in data[:BINARY_SNIFF_BYTES]
+
+
+def load_text(ctx: ToolContext, path: str) -> TextFile:
+    absolute, shown = _existing_file(ctx, path)
+    data = ctx.sandbox.read_file(absolute)
+    if _is_binary(data):
+        raise FileToolError(
+            f"{shown} is a binary file ({len(data)} bytes); the text tools will not change it"
+        )
+    text = data.decode("utf-8", errors="surrogateescape")
+    crlf = "\r\n" in text and text.count("\r\n") == text.count("\n")
+    if crlf:
+        text = text.replace("\r\n", "\n")
+    return TextFile(absolute, shown, text, crlf)
+
+
+def _encode(text: str) -> bytes:
+    try:
+        return text.encode("utf-8", errors="surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate that did not come from the file
+        return text.encode("utf-8", errors="replace")
+
+
+def save_text(ctx: ToolContext, file: TextFile, text: str) -> None:
+    if file.crlf:
+        text = text.replace("\n", "\r\n")
+    ctx.sandbox.write_file(file.path, _encode(text))
+
+
+def _numbered(lines: list[str], first_number: int) -> str:
+    return "\n".join(f"{first_number + i:6}\t{line}" for i, line in enumerate(lines))
+
+
+def _snippet(text: str, first_line: int, line_count: int, context: int = 3) -> str:
+    lines = text.split("\n")
+    if text.endswith("\n"):
+        lines.pop()  # the final newline ends the last line; it does not start another
+    start = max(first_line - 1 - context, 0)
+    end = min(first_line - 1 + line_count + context, len(lines))
+    return _numbered(lines[start:end], start + 1)
+
+
+# -- the tools --------------------------------------------------------------------------------
+
+
+class ReadFile:
+    name = "read_file"
+    description = (
+        "Read a text file from the workspace. Returns lines numbered like `cat -n` (number, tab, text). "
+        f"Reads up to {DEFAULT_LINE_LIMIT} lines by default; use offset (1-based first line) and limit to "
+        "page through longer files. Paths are relative to the workspace root."
+    )
+    parameters = {
+        "type": "object",
+        "properties": {
+            "path": {"type": "string", "description": "File path relative to the workspace root."},
+            "offset": {"type": "integer", "minimum": 1, "description": "First line to show (1-based)."},
+            "limit": {"type": "integer", "minimum": 1, "description": "Maximum number of lines to show."},
+        },
+        "required": ["path"],
+        "additionalProperties": False,
+    }
+    permission = Permission.READ
+
+    @_reports_failures
+    def run(self, args: dict[str, Any], ctx: ToolContext) -> ToolResult:
+        absolute, shown = _existing_file(ctx, args["path"])
+        data = ctx.sandbox.read_file(absolute)
+        if _is_binary(data):
+            return ToolResult(
+                False,
+                f"{shown} is a binary file ({len(data)} bytes); not shown. Inspect it with bash (file, xxd | head).",
+                {"path": shown, "binary": True, "bytes": len(data)},
+            )
+        text = data.decode("utf-8", errors="replace")
+        notes = []
+        bad_bytes = text.count("\ufffd") - data.decode("utf-8", errors="ignore").count("\ufffd")
+        if bad_bytes:
+            notes.append(
+                f"the file is not valid UTF-8: {bad_bytes} undecodable byte sequence(s) shown as U+FFFD"
+            )
+        # Split on "\n" only (not splitlines), so numbers agree with grep -n and with edit_file.
+        lines = [line.removesuffix("\r") for line in text.split("\n")]
+        if lines[-1] == "":
+            lines.pop()
+        if not lines:
+            return ToolResult(True, f"({shown} is empty)", {"path": shown, "total_lines": 0})
+
+        first = args.get("offset", 1)
+        limit = args.get("limit", DEFAULT_LINE_LIMIT)
+        if first > len(lines):
+            raise FileToolError(f"offset {first} is past the end of {shown}, which has {len(lines)} lines")
+        shown_lines, size = [], 0
+        for line in lines[first - 1 : first - 1 + limit]:
+            if len(line) > MAX_LINE_CHARS:
+                line = line[:MAX_LINE_CHARS] + f"... [line cut: {len(line) - MAX_LINE_CHARS} more characters]"
+            size += len(line) + 8
+            if size > MAX_OUTPUT_CHARS and shown_lines:
+                notes.append(f"output capped at about {MAX_OUTPUT_CHARS // 1000} KB")
+                break
+            shown_lines.append(line)
+        last = first + len(shown_lines) - 1
+        if last < len(lines):
+            notes.append(f"showing lines {first}-{last} of {len(lines)}; continue with offset={last + 1}")
+        output = _numbered(shown_lines, first)
+        if notes:
+            output += "\n[" + "; ".join(notes) + "]"
+        data_fields = {"path": shown, "total_lines": len(lines), "start_line": first, "end_line": last}
+        return ToolResult(True, output, data_fields)
+
+
+class WriteFile:
+    name = "write_file"
+    description = (
+        "Create or overwrite a file with the given content (the whole file). Parent directories are "
+        "created; an existing file keeps its permissions. Prefer edit_file for changes to existing files."
+    )
+    parameters = {
+        "type": "object",
+        "properties": {
+            "path": {"type": "string", "description": "File path relative to the workspace root."},
+            "content": {"type": "string", "description": "The complete new content of the file."},
+        },
+        "required": ["path", "content"],
+        "additionalProperties": False,
+    }
+    permission = Permission.EDIT
+
+    @_reports_failures
+    def run(self, args: dict[str, Any], ctx: ToolContext) -> ToolResult:
+        absolute = resolve_workspace_path(ctx.sandbox, args["path"])
+        shown = display_path(ctx.sandbox, absolute)
+        info = ctx.sandbox.stat(absolute)
+        if info is not None and info.is_dir:
+            raise FileToolError(f"{shown} is a directory; give a file path")
+        data = _encode(args["content"])
+        ctx.sandbox.write_file(absolute, data)
+        lines = args["content"].count("\n") + (
+            0 if args["content"].endswith("\n") or not args["content"] else 1
+        )
+        how = "created" if info is None else "overwrote"
+        return ToolResult(
+            True,
+            f"{how} {shown} ({lines} lines, {len(data)} bytes)",
+            {"path": shown, "created": info is None, "bytes": len(data)},
+        )
+
+
+class EditFile:
+    name = "edit_file"
+    description = (
+        "Replace text in a file. `old` must match the file exactly and be unique (add surrounding lines "
+        "to make it so), unless replace_all is true. If there is no exact match, near misses that differ "
+        "only in trailing whitespace, indentation, or whitespace around lines are accepted and the result "
+        "says so. On failure nothing is changed and the closest region of the file is shown."
+    )
+    parameters = {
+        "type": "object",
+        "properties": {
+            "path": {"type": "string", "description": "File path relative to the workspace root."},
+            "old": {"type": "string", "description": "The exact text to replace."},
+            "new": {"type": "string", "description": "The replacement text."},
+            "replace_all": {"type": "boolean", "description": "Replace every occurrence (default false)."},
+        },
+        "required": ["path", "old", "new"],
+        "additionalProperties": False,
+    }
+    permission = Permission.EDIT
+
+    @_reports_failures
+    def run(self, args: dict[str, Any], ctx: ToolContext) -> ToolResult:
+        file = load_text(ctx, args["path"])
+        try:
+            outcome = apply_edit(file.text, args["old"], args["new"], args.get("replace_all", False))
+        except EditError as e:
+            raise EditError(f"{file.shown}: {e}\nThe file was not changed.") from None
+        save_text(ctx, file, outcome.text)
+        return ToolResult(
+            True, _edit_report(file.shown, [outcome], outcome.text), _edit_data(file, [outcome])
+        )
+
+
+class MultiEdit:
+    name = "multi_edit"
+    description = (
+        "Apply several edits to one file, in order, all or nothing: each edit sees the result of the "
+        "previous ones, and if any edit fails the file is left unchanged. Each edit follows edit_file's rules."
+    )
+    parameters = {
+        "type": "object",
+        "properties": {
+            "path": {"type": "string", "description": "File path relative to the workspace root."},
+            "edits": {
+                "type": "array",
+                "minItems": 1,
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "old": {"type": "string"},
+                        "new": {"type": "string"},
+                        "replace_all": {"type": "boolean"},
+                    },
+                    "required": ["old", "new"],
+                    "additionalProperties": False,
+                },
+            },
+        },
+        "required": ["path", "edits"],
+        "additionalProperties": False,
+    }
+    permission = Permission.EDIT
+
+    @_reports_failures
+    def run(self, args: dict[str, Any], ctx: ToolContext) -> ToolResult:
+        file = load_text(ctx, args["path"])
+        text, outcomes = file.text, []
+        edits = args["edits"]
+        for number, edit in enumerate(edits, start=1):
+            try:
+                outcome = apply_edit(text, edit["old"], edit["new"], edit.get("replace_all", False))
+            except EditError as e:
+                raise EditError(
+                    f"{file.shown}: edit {number} of {len(edits)} failed: {e}\n"
+                    "No edit was applied; the file was not changed."
+                ) from None
+            text = outcome.text
+            outcomes.append(outcome)
+        save_text(ctx, file, text)
+        return ToolResult(True, _edit_report(file.shown, outcomes, text), _edit_data(file, outcomes))
+
+
+def _edit_report(shown: str, outcomes: list[EditOutcome], text: str) -> str:
+    parts = []
+    for number, outcome in enumerate(outcomes, start=1):
+        label = f"edit {number}: " if len(outcomes) > 1 else ""
+        fuzzy = "" if outcome.strategy == "exact" else " (no exact match; matched " + outcome.strategy + ")"
+        parts.append(
+            f"{label}replaced {outcome.replacements} occurrence(s) at line {outcome.first_line}{fuzzy}"
+        )
+    last = outcomes[-1]
+    snippet = _snippet(text, last.first_line, last.new_line_count)
+    return f"edited {shown}: " + "; ".join(parts) + f"\n{snippet}"
+
+
+def _edit_data(file: TextFile, outcomes: list[EditOutcome]) -> dict[str, Any]:
+    return {
+        "path": file.shown,
+        "strategies": [o.strategy for o in outcomes],
+        "replacements": sum(o.replacements for o in outcomes),
+    }
+
+
+TOOLS = [ReadFile(), WriteFile(), EditFile(), MultiEdit()]

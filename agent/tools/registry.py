@@ -1,0 +1,120 @@
+"""All tools, and `run_tool`: the one way the agent (and `mmx-agent tool`) calls a tool.
+
+`run_tool` never raises. An unknown tool, arguments that do not fit the tool's schema, or a
+crash inside a tool come back as a failed ToolResult whose text tells the model what to do.
+Before every mutating call (permission edit, execute or destructive) the workspace is
+checkpointed so `undo` can take the call back, and every result has credential values from the
+environment redacted before anyone sees it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+from typing import Any
+
+import jsonschema
+
+from agent.tools import checkpoints, files, git_tools, outline, repo_map, search, shell
+from agent.tools.base import Permission, Tool, ToolContext, ToolResult, openai_tool
+from agent.tools.secrets import redact, redact_data
+
+MUTATING = {Permission.EDIT, Permission.EXECUTE, Permission.DESTRUCTIVE}
+
+
+def all_tools() -> list[Tool]:
+    return [
+        *files.TOOLS,
+        *shell.TOOLS,
+        *checkpoints.TOOLS,
+        *search.TOOLS,
+        *outline.TOOLS,
+        *repo_map.TOOLS,
+        *git_tools.TOOLS,
+    ]
+
+
+def get_tool(name: str) -> Tool | None:
+    return next((tool for tool in all_tools() if tool.name == name), None)
+
+
+def tool_definitions(tools: list[Tool] | None = None) -> list[dict[str, Any]]:
+    """The tools in the OpenAI function form that backends send or render."""
+    return [openai_tool(tool) for tool in (all_tools() if tools is None else tools)]
+
+
+def run_tool(name: str, args: Any, ctx: ToolContext, tools: list[Tool] | None = None) -> ToolResult:
+    """Runs one tool call; `tools` narrows or extends the set (default: all_tools())."""
+    result = _run_unredacted(name, args, ctx, all_tools() if tools is None else tools)
+    # Our environment plus whatever the sandbox adds for its commands.
+    sandbox_env = getattr(ctx.sandbox, "env", None)
+    env = {**os.environ, **(sandbox_env if isinstance(sandbox_env, dict) else {})}
+    return ToolResult(result.ok, redact(result.output, env), redact_data(result.data, env))
+
+
+def _run_unredacted(name: str, args: Any, ctx: ToolContext, tools: list[Tool]) -> ToolResult:
+    tool = next((t for t in tools if t.name == name), None)
+    if tool is None:
+        names = [t.name for t in tools]
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f" Did you mean {close[0]}?" if close else ""
+        return ToolResult(
+            False,
+            f"unknown tool {name!r}.{hint} Available tools: {', '.join(names)}.",
+            {"error": "unknown_tool"},
+        )
+    if isinstance(args, str):
+        try:
+            args = json.loads(args) if args.strip() else {}
+        except json.JSONDecodeError as e:
+            return ToolResult(
+                False,
+                f"arguments for {name} are not valid JSON ({e}); send a JSON object.",
+                {"error": "bad_arguments"},
+            )
+    if args is None:
+        args = {}
+    problems = argument_problems(tool, args)
+    if problems:
+        return ToolResult(
+            False,
+            f"invalid arguments for {name}: "
+            + "; ".join(problems)
+            + f". Expected: {describe_parameters(tool)}",
+            {"error": "bad_arguments"},
+        )
+    note = ""
+    if tool.permission in MUTATING and not getattr(tool, "manages_checkpoints", False):
+        try:
+            checkpoints.checkpoint(ctx, f"{name} {json.dumps(args, ensure_ascii=False)[:200]}")
+        except Exception as e:  # a broken store must not block the work; say undo will not cover it
+            note = f"\n[warning: no checkpoint was taken ({e}); undo cannot take this call back]"
+    try:
+        result = tool.run(args, ctx)
+    except Exception as e:  # a bug in a tool is reported to the model, not raised into the loop
+        return ToolResult(False, f"{name} failed: {type(e).__name__}: {e}{note}", {"error": "tool_crashed"})
+    if note:
+        result = ToolResult(result.ok, result.output + note, result.data)
+    return result
+
+
+def argument_problems(tool: Tool, args: Any) -> list[str]:
+    if not isinstance(args, dict):
+        return [f"arguments must be a JSON object, got {type(args).__name__}"]
+    validator = jsonschema.Draft202012Validator(tool.parameters)
+    problems = []
+    for error in sorted(validator.iter_errors(args), key=lambda e: list(e.path)):
+        where = ".".join(str(p) for p in error.path)
+        problems.append(f"{where}: {error.message}" if where else error.message)
+    return problems
+
+
+def describe_parameters(tool: Tool) -> str:
+    properties = tool.parameters.get("properties", {})
+    required = set(tool.parameters.get("required", []))
+    parts = []
+    for key, schema in properties.items():
+        kind = schema.get("type", "any")
+        parts.append(f"{key} ({kind}{', required' if key in required else ''})")
+    return ", ".join(parts) or "no arguments"

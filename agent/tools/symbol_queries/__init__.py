@@ -1,0 +1,1 @@
+"""Tree-sitter queries (.scm) naming the symbol definitions of each language."""
