@@ -15,6 +15,7 @@ import typer
 from agent import __version__
 from agent.backends.local.cli import app as model_app
 from agent.backends.m2.cli import app as format_app
+from agent.backends.remote.cli import doctor_command
 from agent.tools.cli import tool_command
 from sandbox.cli import app as sandbox_app
 
@@ -62,6 +63,7 @@ def root(
     ),
     model: str = typer.Option(None, "--model", help="Model name (remote) or checkpoint directory (local)."),
     base_url: str = typer.Option(None, "--base-url", help="The endpoint's /v1 root."),
+    api_key_env: str = typer.Option(None, "--api-key-env", help="Environment variable holding the API key."),
     replay: str = typer.Option(None, "--replay", help="Replay file for --backend replay."),
     sandbox: str = typer.Option(None, "--sandbox", help="local | docker."),
     context_window: int = typer.Option(None, "--context-window", help="Override the model's context window."),
@@ -97,6 +99,7 @@ def root(
         "backend": backend,
         "model": model,
         "base_url": base_url,
+        "api_key_env": api_key_env,
         "replay": replay,
         "sandbox": sandbox,
         "context_window": context_window,
@@ -165,6 +168,7 @@ app.add_typer(format_app, name="format", help="Render prompts and parse completi
 app.add_typer(model_app, name="model", help="The local M2 model: make, inspect and run checkpoints.")
 app.add_typer(sandbox_app, name="sandbox", help="Docker sandboxes: base images, one-off commands, clean-up.")
 app.command("tool", help="Run one tool and print its result as JSON.")(tool_command)
+app.command("doctor", help="Check that an endpoint keeps M2's thinking between tool rounds.")(doctor_command)
 
 
 def main() -> None:

@@ -29,6 +29,7 @@ from agent.loop import EXIT_CODES
 from agent.runner import start_session
 
 OUTPUT_FORMATS = ("text", "json", "stream-json")
+EXIT_USAGE = 2
 
 
 class ProgressPrinter:
@@ -93,6 +94,9 @@ def run_headless(
     except BackendError as exc:
         print(f"error: backend unavailable: {exc}", file=sys.stderr)
         return EXIT_CODES["backend_unavailable"]
+    except ValueError as exc:  # an unknown backend kind or option, a malformed URL
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     previous = signal.signal(signal.SIGTERM, _interrupt)  # a cancelled CI job ends like Ctrl-C
     try:
         result = session.loop.run(task)

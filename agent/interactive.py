@@ -138,6 +138,9 @@ def run_interactive(settings: Settings, workspace: Path, resume_id: str | None) 
     except BackendError as exc:
         Console(stderr=True).print(f"error: backend unavailable: {exc}")
         return 5
+    except ValueError as exc:  # an unknown backend kind or option, a malformed URL
+        Console(stderr=True).print(f"error: {exc}")
+        return 2
     try:
         return app.run()
     finally:

@@ -91,7 +91,7 @@ class _Round:
     content: list[str] = field(default_factory=list)
     slots: list[_Slot] = field(default_factory=list)
     loose_errors: list[str] = field(default_factory=list)  # malformed output not tied to one call
-    message: Message | None = None  # the backend's own record of the turn, when it keeps one
+    reasoning_details: list[dict[str, Any]] | None = None  # the endpoint's own reasoning items
 
 
 class RunStopped(Exception):
@@ -253,7 +253,7 @@ class AgentLoop:
                 elif isinstance(event, Usage):
                     self._add_usage(event)
                 elif isinstance(event, StreamEnd):
-                    round_.message = getattr(event, "message", None)
+                    round_.reasoning_details = event.reasoning_details
                 if not isinstance(event, ToolCallEvent | StreamEnd):  # calls are announced when they run
                     self.emit(event)
         finally:
@@ -266,12 +266,12 @@ class AgentLoop:
         for i, slot in enumerate(round_.slots):
             if slot.call.id is None:
                 slot.call.id = f"call_{turn}_{i}"
-        if round_.message is not None:
-            return round_.message
         reasoning = "".join(round_.reasoning)
-        return Message.assistant(
+        message = Message.assistant(
             "".join(round_.content), reasoning=reasoning or None, tool_calls=[s.call for s in round_.slots]
         )
+        message.reasoning_details = round_.reasoning_details  # lets the endpoint get its own form back
+        return message
 
     def _add_usage(self, usage: Usage) -> None:
         self.usage["input_tokens"] += usage.input_tokens

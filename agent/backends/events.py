@@ -63,6 +63,8 @@ class RoundRetry:
 @dataclass
 class StreamEnd:
     stop_reason: str = "stop"  # stop | tool_calls | length | error
+    # The endpoint's own reasoning items for this round (Message.reasoning_details), when it has any.
+    reasoning_details: list[dict[str, Any]] | None = None
     type: str = field(default="end", init=False)
 
 

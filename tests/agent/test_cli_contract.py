@@ -266,3 +266,18 @@ def test_sigterm_ends_the_run_like_ctrl_c_and_keeps_the_session(tmp_path, repo):
     ]
     assert events[-1]["type"] == "final_result" and events[-1]["status"] == "cancelled"
     assert any(e["type"] == "tool_result" and "Cancelled" in e["output"] for e in events)
+
+
+def test_unknown_backend_is_bad_usage_and_a_missing_key_is_backend_unavailable(tmp_path, repo):
+    proc = mmx("-p", "x", "--backend", "nonsense", cwd=repo)
+    assert proc.returncode == 2 and "nonsense" in proc.stderr
+    env = {k: v for k, v in os.environ.items() if k != "MINIMAX_API_KEY"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "agent", "-p", "x", "--backend", "minimax"],
+        cwd=repo,
+        text=True,
+        capture_output=True,
+        timeout=60,
+        env=env,
+    )
+    assert proc.returncode == 5 and "MINIMAX_API_KEY" in proc.stderr

@@ -1,0 +1,55 @@
+"""CLI pieces for the lead to wire: `mmx-agent doctor`, and `make_backend` for `--backend` & co.
+
+    from agent.backends.remote.cli import doctor_command, make_backend
+    app.command("doctor", help="Check that an endpoint keeps M2's thinking between tool rounds.")(doctor_command)
+    backend = make_backend(backend, base_url, model, api_key_env, **config_options)
+
+Exit statuses of doctor: 0 the thinking round-trips; 1 it does not (or could not be tested);
+2 bad options; 5 the endpoint is unavailable (unreachable, refused the key, retry budget spent).
+"""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+from agent.backends.base import BackendError
+from agent.backends.remote.doctor import run_doctor
+from agent.backends.remote.presets import BACKEND_KINDS, make_backend
+
+__all__ = ["BACKEND_HELP", "doctor_command", "make_backend"]
+
+BACKEND_HELP = f"Endpoint kind: {' | '.join(BACKEND_KINDS)}."
+
+
+def doctor_command(
+    backend: str = typer.Option("minimax", "--backend", help=BACKEND_HELP),
+    base_url: str = typer.Option(None, "--base-url", help="API root, e.g. http://127.0.0.1:8000/v1."),
+    model: str = typer.Option(None, "--model", help="Model name (default: the preset's, or the server's)."),
+    api_key_env: str = typer.Option(
+        None, "--api-key-env", help="Environment variable that holds the API key."
+    ),
+    timeout: float = typer.Option(300.0, "--timeout", help="Read timeout in seconds."),
+    attempts: int = typer.Option(3, "--attempts", help="Attempts per round before giving up."),
+    strict: bool = typer.Option(False, "--strict", help="Also fail unless the server side confirmed it."),
+    json_output: bool = typer.Option(False, "--json", help="Print the report as one JSON object."),
+) -> None:
+    """Run a two-round tool exchange and check that the endpoint keeps M2's thinking between rounds."""
+    try:
+        remote = make_backend(
+            backend, base_url, model, api_key_env, read_timeout=timeout, max_attempts=attempts
+        )
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except BackendError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(5) from None
+    with remote:
+        report = run_doctor(remote, strict=strict)
+    if json_output:
+        typer.echo(json.dumps(report.to_json(), ensure_ascii=False))
+    else:
+        typer.echo(report.render())
+    raise typer.Exit(report.exit_code)
