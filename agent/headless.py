@@ -99,7 +99,7 @@ def run_headless(
         return EXIT_USAGE
     previous = signal.signal(signal.SIGTERM, _interrupt)  # a cancelled CI job ends like Ctrl-C
     try:
-        result = session.loop.run(task)
+        result = session.run(task)
     finally:
         signal.signal(signal.SIGTERM, previous)
         session.close()

@@ -93,7 +93,7 @@ class InteractiveApp:
                 if self.command(text) == "exit":
                     return 0
                 continue
-            result = loop.run(text)
+            result = self.session.run(text)
             if result.status == "cancelled":
                 self.console.print(Text("[cancelled; the session goes on]", style="yellow"))
 

@@ -134,6 +134,9 @@ class AgentLoop:
         self.max_policy_refusals = max_policy_refusals
         self.usage = {"input_tokens": 0, "output_tokens": 0, "reasoning_tokens": 0}
         self.cost: float | None = None
+        # Called at the end of every run, before the final result is emitted (e.g. syncing a
+        # copied Docker workspace back to the host).
+        self.before_result: list[Callable[[], None]] = []
         self._turn_calls = 0
 
     # ------------------------------------------------------------------ one run
@@ -186,10 +189,13 @@ class AgentLoop:
             status, detail = "cancelled", "cancelled by the user"
         if status != "done":
             self.emit(Status(f"run ended: {status}: {detail}", level="error"))
+        diff = diff_since(self.ctx, start_tree)
+        for hook in self.before_result:
+            hook()
         result = FinalResult(
             status=status,
             result=answer if status == "done" else detail,
-            diff=diff_since(self.ctx, start_tree),
+            diff=diff,
             turns=turns,
             usage=dict(self.usage),
             cost=self.cost,

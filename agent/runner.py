@@ -13,7 +13,7 @@ from typing import Any
 
 from agent.backends.base import Backend, BackendError, GenerationParams
 from agent.config import Settings, user_config_dir
-from agent.events import SessionStart, TodoUpdate, messages_from_events
+from agent.events import FinalResult, SessionStart, Status, TodoUpdate, messages_from_events
 from agent.loop import AgentLoop
 from agent.permissions import PermissionPolicy, Rule
 from agent.planner.compaction import ContextBudget
@@ -24,7 +24,7 @@ from agent.session import SessionWriter, load_events, new_session_id
 from agent.tools.base import ToolContext
 from agent.tools.registry import all_tools
 from agent.tools.shell_jobs import kill_all_jobs
-from sandbox.base import Sandbox
+from sandbox.base import Sandbox, SandboxError
 
 
 def make_backend(settings: Settings) -> Backend:
@@ -51,9 +51,9 @@ def make_backend(settings: Settings) -> Backend:
 
 def make_sandbox(settings: Settings, workspace: Path) -> Sandbox:
     if settings.sandbox == "docker":
-        from sandbox.docker import open_workspace_sandbox
+        from sandbox.workspace import open_workspace_sandbox
 
-        return open_workspace_sandbox(workspace, mode=settings.docker_mode, image=settings.docker_image)
+        return open_workspace_sandbox(workspace, settings.docker_mode, image=settings.docker_image)
     from sandbox.local import LocalSandbox
 
     return LocalSandbox(str(workspace))
@@ -72,6 +72,25 @@ class AgentSession:
     backend: Backend
     sandbox: Sandbox
     writer: SessionWriter
+
+    def sync_back(self) -> None:
+        """With a copied Docker workspace: bring the run's changes back to the host workspace."""
+        sync_back = getattr(self.sandbox, "sync_back", None)
+        if sync_back is None or getattr(self.sandbox, "mode", None) != "copy":
+            return
+        try:
+            diff = sync_back()
+        except SandboxError as exc:
+            self.loop.emit(
+                Status(f"the sandbox's changes could not be applied to the workspace: {exc}", "error")
+            )
+            return
+        if diff.strip():
+            files = sum(1 for line in diff.splitlines() if line.startswith("diff --git "))
+            self.loop.emit(Status(f"applied the sandbox's changes to the workspace ({files} files)"))
+
+    def run(self, task: str) -> FinalResult:
+        return self.loop.run(task)
 
     def close(self) -> None:
         kill_all_jobs(self.loop.ctx)  # background commands do not outlive the session
@@ -114,7 +133,9 @@ def start_session(
         backend,
         ctx,
         tools=[*all_tools(), TodoTool()],
-        system_prompt=build_system_prompt(workspace, datetime.date.today().isoformat(), user_config_dir()),
+        system_prompt=build_system_prompt(
+            workspace, datetime.date.today().isoformat(), user_config_dir(), shown_root=sandbox.root
+        ),
         policy=policy,
         limits=Limits(settings.max_turns, settings.max_tokens, settings.max_cost, settings.max_wall_seconds),
         emit=emit_all,
@@ -126,5 +147,7 @@ def start_session(
         budget=ContextBudget(window, reserve=min(8_192, window // 4)),
         test_commands=settings.test_commands,
     )
+    session = AgentSession(session_id, loop, backend, sandbox, writer)
+    loop.before_result.append(session.sync_back)
     emit_all(SessionStart(session_id, str(workspace), backend.name, getattr(backend, "model", ""), mode))
-    return AgentSession(session_id, loop, backend, sandbox, writer)
+    return session

@@ -62,7 +62,10 @@ def project_instructions(workspace: Path, user_config_dir: Path | None = None) -
     return "# Instructions from the project and the user (follow them)\n\n" + "\n\n".join(sections)
 
 
-def build_system_prompt(workspace: Path, date: str, user_config_dir: Path | None = None) -> str:
-    prompt = BASE_PROMPT.format(workspace=workspace, date=date)
+def build_system_prompt(
+    workspace: Path, date: str, user_config_dir: Path | None = None, shown_root: str | None = None
+) -> str:
+    """`shown_root`: the workspace as the tools see it (inside a container it is not the host path)."""
+    prompt = BASE_PROMPT.format(workspace=shown_root or workspace, date=date)
     instructions = project_instructions(workspace, user_config_dir)
     return prompt + ("\n" + instructions if instructions else "")
