@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.backends.base import Backend, BackendError, GenerationParams
+from agent.backends.base import Backend, BackendError, ContextWindowExceeded, GenerationParams
 from agent.backends.events import (
     FormatError,
     ReasoningDelta,
@@ -41,7 +41,7 @@ from agent.events import (
     UserMessage,
 )
 from agent.permissions import PermissionPolicy
-from agent.planner.compaction import Compactor, ContextBudget, ContextExhausted
+from agent.planner.compaction import Compactor, ContextBudget
 from agent.planner.limits import Limits, LoopDetector
 from agent.tools.base import Permission, Tool, ToolContext, ToolResult, openai_tool
 from agent.tools.registry import run_tool
@@ -181,7 +181,7 @@ class AgentLoop:
                     raise RunStopped("blocked", f"{refusals} calls were refused by policy or the firewall")
         except RunStopped as stop:
             status, detail = stop.status, str(stop)
-        except ContextExhausted as exc:
+        except ContextWindowExceeded as exc:
             status, detail = "context_exhausted", str(exc)
         except BackendError as exc:
             status, detail = "backend_unavailable", str(exc)

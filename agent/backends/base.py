@@ -41,6 +41,10 @@ class BackendError(Exception):
     """
 
 
+class ContextWindowExceeded(Exception):
+    """The conversation does not fit the model's context window (the run ends: context_exhausted)."""
+
+
 class Backend(Protocol):
     name: str
     model: str

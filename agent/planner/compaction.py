@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from agent.backends.base import Backend, GenerationParams
+from agent.backends.base import Backend, ContextWindowExceeded, GenerationParams
 from agent.backends.events import TextDelta, Usage
 from agent.backends.m2.render import render_prompt
 from agent.backends.messages import Message
@@ -40,7 +40,7 @@ SUMMARY_REQUEST = (
 )
 
 
-class ContextExhausted(Exception):
+class ContextExhausted(ContextWindowExceeded):
     """The current turn alone does not fit the context window."""
 
 

@@ -1,0 +1,161 @@
+"""LocalBackend: the M2 network behind the Backend seam (`stream(messages, tools, params) -> events`).
+
+The prompt is rendered by the M2 format layer, generated here, and the raw completion (which starts inside
+the reasoning block opened by the generation prompt) is fed to the format layer's parser as it streams.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from agent.backends.events import BackendEvent, StreamEnd, ToolCallEvent, Usage
+from agent.backends.local.generate import Generator, SamplingParams
+from agent.backends.local.loader import load_model
+from agent.backends.local.tokenizer import M2Tokenizer
+
+DEFAULT_MAX_NEW_TOKENS = 8192
+
+
+def _param(params: Any, *keys: str) -> Any:
+    """Read the first present key from a mapping or an object's attributes (None when absent)."""
+    for key in keys:
+        value = params.get(key) if isinstance(params, Mapping) else getattr(params, key, None)
+        if value is not None:
+            return value
+    return None
+
+
+def sampling_from(defaults: SamplingParams, params: Any) -> SamplingParams:
+    """Request parameters (dict or object; None means "use the default") over the checkpoint defaults."""
+    if params is None:
+        return defaults
+    changes = {}
+    for field, keys in (
+        ("temperature", ("temperature",)),
+        ("top_p", ("top_p",)),
+        ("top_k", ("top_k",)),
+        ("greedy", ("greedy",)),
+        ("seed", ("seed",)),
+    ):
+        value = _param(params, *keys)
+        if value is not None:
+            changes[field] = value
+    return replace(defaults, **changes)
+
+
+class LocalModel:
+    """Model + tokenizer + generator + the checkpoint's sampling defaults."""
+
+    def __init__(
+        self,
+        model_dir: str | Path,
+        *,
+        dtype: str | None = None,
+        device: str = "cpu",
+        max_seq_len: int | None = None,
+        compile: bool = False,
+    ) -> None:
+        model_dir = Path(model_dir)
+        if not model_dir.is_dir():
+            raise FileNotFoundError(f"{model_dir}: no such checkpoint directory")
+        self.tokenizer = M2Tokenizer(model_dir)
+        self.model = load_model(model_dir, dtype=dtype, device=device)
+        if self.tokenizer.vocab_size > self.model.args.vocab_size:
+            raise ValueError(
+                f"{model_dir}: tokenizer has {self.tokenizer.vocab_size} tokens but the model's "
+                f"vocabulary is {self.model.args.vocab_size}"
+            )
+        self.generator = Generator(self.model, max_seq_len=max_seq_len, compile=compile)
+        self.defaults = SamplingParams()
+        gen_config = model_dir / "generation_config.json"
+        if gen_config.is_file():
+            g = json.loads(gen_config.read_text())
+            self.defaults = SamplingParams(
+                temperature=float(g.get("temperature", 1.0)),
+                top_p=float(g.get("top_p", 0.95)),
+                top_k=int(g.get("top_k", 40)),
+                greedy=g.get("do_sample") is False,
+            )
+
+
+class LocalBackend:
+    """`--backend local --model DIR`: generate with the M2 network in this process."""
+
+    name = "local"
+
+    def __init__(
+        self,
+        model_dir: str | Path,
+        *,
+        dtype: str | None = None,
+        device: str = "cpu",
+        max_seq_len: int | None = None,
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+        compile: bool = False,
+    ) -> None:
+        self.lm = LocalModel(model_dir, dtype=dtype, device=device, max_seq_len=max_seq_len, compile=compile)
+        self.context_window = self.lm.generator.max_seq_len
+        self.max_new_tokens = max_new_tokens
+
+    def count_tokens(self, text: str) -> int:
+        """Exact prompt size, for the agent's context budget."""
+        return len(self.lm.tokenizer.encode(text))
+
+    def stream(
+        self, messages: list[dict], tools: list[dict] | None = None, params: Any = None
+    ) -> Iterator[BackendEvent]:
+        """Render, generate and parse: reasoning/text deltas and tool calls as they complete, then Usage,
+        then StreamEnd (stop | tool_calls | length). `params` (dict or object) may carry temperature,
+        top_p, top_k, greedy, seed and max_tokens. A prompt longer than the context window raises
+        generate.ContextLengthError before anything is generated."""
+        from agent.backends.m2.parse import CompletionParser
+        from agent.backends.m2.render import render_prompt
+
+        tok, gen = self.lm.tokenizer, self.lm.generator
+        ids = tok.encode(render_prompt(messages, tools or None))
+        sampling = sampling_from(self.lm.defaults, params)
+        budget = _param(params, "max_tokens", "max_new_tokens") if params is not None else None
+        budget = int(budget or self.max_new_tokens)
+
+        parser = CompletionParser(tools or [])
+        decoder = tok.stream()
+        output = reasoning = 0
+        thinking = True  # the generation prompt opens <think>
+        saw_call = False
+        end: StreamEnd | None = None
+
+        def emit(events: list) -> Iterator[BackendEvent]:
+            nonlocal saw_call, end
+            for event in events:
+                if isinstance(event, StreamEnd):
+                    end = event  # sent last, after Usage
+                    continue
+                saw_call = saw_call or isinstance(event, ToolCallEvent)
+                yield event
+
+        for tid in gen.generate(ids, budget, sampling, stop_ids=(tok.eos_id,)):
+            output += 1
+            if thinking:
+                reasoning += 1
+                thinking = tid != tok.think_end_id
+            text = decoder.push(tid)
+            if text:
+                yield from emit(parser.feed(text))
+        tail = decoder.flush()
+        if tail:
+            yield from emit(parser.feed(tail))
+        yield from emit(parser.finish())
+        yield Usage(
+            input_tokens=len(ids),
+            output_tokens=output,
+            reasoning_tokens=reasoning,
+            cached_tokens=gen.reused_tokens,
+        )
+        if gen.stop_reason == "length":
+            yield StreamEnd("length")
+        else:
+            yield end or StreamEnd("tool_calls" if saw_call else "stop")

@@ -1,0 +1,217 @@
+"""Load a Hugging Face M2 checkpoint (sharded safetensors, memory-mapped) into M2Transformer.
+
+Every tensor name, shape and dtype is checked from the shard headers before any weight is read, and all
+problems are reported together by name. FP8 (e4m3) weights with 128x128 `weight_scale_inv` blocks are
+dequantized here, one tensor at a time, straight into the stacked layout the model uses.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from contextlib import ExitStack
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+
+from agent.backends.local.config import ModelArgs
+from agent.backends.local.model import M2Transformer
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+_LAYER = re.compile(r"^model\.layers\.(\d+)\.")
+# Leftovers some exporters write that carry no weights.
+_IGNORED = re.compile(r"(rotary_emb\.inv_freq)$")
+
+
+class CheckpointError(ValueError):
+    """The checkpoint's files do not match its config.json (reported by tensor name)."""
+
+
+def expected_shapes(args: ModelArgs) -> dict[str, tuple[int, ...]]:
+    """Tensor name -> shape of the (dequantized) weights an M2 checkpoint must contain."""
+    h, e, i = args.hidden_size, args.num_experts, args.expert_dim
+    shapes: dict[str, tuple[int, ...]] = {
+        "model.embed_tokens.weight": (args.vocab_size, h),
+        "model.norm.weight": (h,),
+    }
+    if not args.tie_word_embeddings:
+        shapes["lm_head.weight"] = (args.vocab_size, h)
+    for n in range(args.num_layers):
+        p = f"model.layers.{n}."
+        shapes |= {
+            p + "input_layernorm.weight": (h,),
+            p + "post_attention_layernorm.weight": (h,),
+            p + "self_attn.q_proj.weight": (args.q_dim, h),
+            p + "self_attn.k_proj.weight": (args.kv_dim, h),
+            p + "self_attn.v_proj.weight": (args.kv_dim, h),
+            p + "self_attn.o_proj.weight": (h, args.q_dim),
+            p + "self_attn.q_norm.weight": (args.q_dim,),
+            p + "self_attn.k_norm.weight": (args.kv_dim,),
+            p + "block_sparse_moe.gate.weight": (e, h),
+        }
+        if args.routing_bias:
+            shapes[p + "block_sparse_moe.e_score_correction_bias"] = (e,)
+        for j in range(e):
+            q = f"{p}block_sparse_moe.experts.{j}."
+            shapes |= {q + "w1.weight": (i, h), q + "w3.weight": (i, h), q + "w2.weight": (h, i)}
+    return shapes
+
+
+def scale_shape(shape: tuple[int, ...], block: tuple[int, int]) -> tuple[int, int]:
+    return math.ceil(shape[0] / block[0]), math.ceil(shape[1] / block[1])
+
+
+def dequantize_fp8(
+    w: torch.Tensor, scale_inv: torch.Tensor, block: tuple[int, int] = (128, 128)
+) -> torch.Tensor:
+    """fp8 [out, in] * scale_inv [ceil(out/bo), ceil(in/bi)] per block -> fp32. Despite its name the
+    scale is a multiplier."""
+    out, inp = w.shape
+    scale = scale_inv.float().repeat_interleave(block[0], 0)[:out].repeat_interleave(block[1], 1)[:, :inp]
+    return w.float() * scale
+
+
+class _Shards:
+    """name -> (file, dtype string, shape) from the headers; tensors read lazily through mmap."""
+
+    def __init__(self, model_dir: Path, stack: ExitStack) -> None:
+        index = model_dir / "model.safetensors.index.json"
+        weight_map: dict[str, str] | None = None
+        if index.is_file():
+            weight_map = json.loads(index.read_text()).get("weight_map") or {}
+            files = sorted(set(weight_map.values()))
+        elif (model_dir / "model.safetensors").is_file():
+            files = ["model.safetensors"]
+        else:
+            raise CheckpointError(f"{model_dir}: no model.safetensors.index.json or model.safetensors")
+        missing = [f for f in files if not (model_dir / f).is_file()]
+        if missing:
+            raise CheckpointError(f"{model_dir}: shard files listed in the index are missing: {missing}")
+        self.handles = {f: stack.enter_context(safe_open(model_dir / f, framework="pt")) for f in files}
+        stored = {f: set(h.keys()) for f, h in self.handles.items()}  # noqa: SIM118 (not iterable)
+        if weight_map is None:
+            weight_map = {name: f for f, names in stored.items() for name in names}
+        # The index is the authority on what the checkpoint holds (as for transformers' loader).
+        absent = [f"{n} (in {f})" for n, f in weight_map.items() if n not in stored[f]]
+        if absent:
+            raise CheckpointError(
+                f"{model_dir}: the index lists tensors its shards do not hold: {absent[:20]}"
+            )
+        self.where = weight_map
+
+    def info(self, name: str) -> tuple[str, tuple[int, ...]]:
+        sl = self.handles[self.where[name]].get_slice(name)
+        return sl.get_dtype(), tuple(sl.get_shape())
+
+    def get(self, name: str) -> torch.Tensor:
+        return self.handles[self.where[name]].get_tensor(name)
+
+
+def _check(shards: _Shards, args: ModelArgs, model_dir: Path) -> dict[str, tuple[int, int]]:
+    """Validate names/shapes/dtypes; return {fp8 weight name: block size}. Raises CheckpointError."""
+    expected = expected_shapes(args)
+    block = (args.quant.block_out, args.quant.block_in) if args.quant else (128, 128)
+    missing, unexpected, misshaped, fp8 = [], [], [], {}
+    for name, shape in expected.items():
+        if name not in shards.where:
+            missing.append(name)
+            continue
+        dtype, got = shards.info(name)
+        if got != shape:
+            misshaped.append(f"{name}: expected {list(shape)}, found {list(got)}")
+        if dtype.startswith("F8"):
+            if dtype != "F8_E4M3":
+                misshaped.append(f"{name}: FP8 format {dtype} is not supported (F8_E4M3 is)")
+            scale = name + "_scale_inv"
+            if scale not in shards.where:
+                missing.append(scale + " (the FP8 weight has no block scales)")
+            elif shards.info(scale)[1] != scale_shape(shape, block):
+                misshaped.append(
+                    f"{scale}: expected {list(scale_shape(shape, block))} for {block} blocks, "
+                    f"found {list(shards.info(scale)[1])}"
+                )
+            fp8[name] = block
+    for name in shards.where:
+        if name in expected or _IGNORED.search(name):
+            continue
+        if name.endswith("_scale_inv") and name.removesuffix("_scale_inv") in fp8:
+            continue
+        m = _LAYER.match(name)
+        if m and int(m.group(1)) >= args.num_layers:
+            continue  # MTP modules: declared in config.json, not used for generation
+        unexpected.append(name)
+    if missing or unexpected or misshaped:
+        lines = [
+            f"{model_dir}: checkpoint does not match config.json ({args.num_layers} layers, "
+            f"{args.num_experts} experts, hidden {args.hidden_size})"
+        ]
+        for title, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", misshaped)):
+            if items:
+                lines.append(f"  {title} ({len(items)}):")
+                lines += [f"    {x}" for x in items[:20]]
+                if len(items) > 20:
+                    lines.append(f"    ... and {len(items) - 20} more")
+        raise CheckpointError("\n".join(lines))
+    return fp8
+
+
+def load_model(
+    model_dir: str | Path, *, dtype: str | torch.dtype | None = None, device: str | torch.device = "cpu"
+) -> M2Transformer:
+    """Build M2Transformer from a checkpoint directory. dtype defaults to the config's torch_dtype
+    (bfloat16 for FP8 checkpoints); the router always stays fp32."""
+    model_dir = Path(model_dir)
+    args = ModelArgs.from_dir(model_dir)
+    if dtype is None:
+        dtype = args.torch_dtype if args.torch_dtype in DTYPES else "bfloat16"
+    if isinstance(dtype, str):
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype {dtype!r}: choose one of {', '.join(DTYPES)}")
+        dtype = DTYPES[dtype]
+    device = torch.device(device)
+
+    with ExitStack() as stack:
+        shards = _Shards(model_dir, stack)
+        fp8 = _check(shards, args, model_dir)
+
+        def read(name: str, to: torch.dtype = dtype) -> torch.Tensor:
+            t = shards.get(name)
+            if name in fp8:
+                t = dequantize_fp8(t, shards.get(name + "_scale_inv"), fp8[name])
+            return t.to(device=device, dtype=to)
+
+        with torch.device("meta"):
+            model = M2Transformer(args)
+        sd: dict[str, torch.Tensor] = {
+            "embed": read("model.embed_tokens.weight"),
+            "norm": read("model.norm.weight"),
+            "lm_head": read("model.embed_tokens.weight" if args.tie_word_embeddings else "lm_head.weight"),
+        }
+        e, i, h = args.num_experts, args.expert_dim, args.hidden_size
+        for n in range(args.num_layers):
+            p, q = f"model.layers.{n}.", f"layers.{n}."
+            attn = p + "self_attn."
+            sd[q + "input_norm"] = read(p + "input_layernorm.weight")
+            sd[q + "post_attn_norm"] = read(p + "post_attention_layernorm.weight")
+            sd[q + "attn.wqkv"] = torch.cat([read(attn + f"{x}_proj.weight") for x in "qkv"])
+            sd[q + "attn.wo"] = read(attn + "o_proj.weight")
+            sd[q + "attn.q_norm"] = read(attn + "q_norm.weight")
+            sd[q + "attn.k_norm"] = read(attn + "k_norm.weight")
+            sd[q + "moe.gate"] = read(p + "block_sparse_moe.gate.weight", torch.float32)
+            if args.routing_bias:
+                sd[q + "moe.correction_bias"] = read(
+                    p + "block_sparse_moe.e_score_correction_bias", torch.float32
+                )
+            # Stack the experts one tensor at a time: peak memory is the model plus one expert matrix.
+            w13 = torch.empty(e, 2 * i, h, dtype=dtype, device=device)
+            w2 = torch.empty(e, h, i, dtype=dtype, device=device)
+            for j in range(e):
+                x = f"{p}block_sparse_moe.experts.{j}."
+                w13[j, :i] = read(x + "w1.weight")  # gate
+                w13[j, i:] = read(x + "w3.weight")  # up
+                w2[j] = read(x + "w2.weight")
+            sd[q + "moe.w13"], sd[q + "moe.w2"] = w13, w2
+        model.load_state_dict(sd, strict=True, assign=True)
+    return model.eval().requires_grad_(False)

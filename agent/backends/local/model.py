@@ -1,0 +1,186 @@
+"""The MiniMax-M2 network in one readable file (shared/docs/m2-model.md is its spec).
+
+Per layer: pre-norm attention with full-width QK-norm before RoPE, partial rotate-half RoPE and GQA; then
+a sigmoid-routed mixture of SwiGLU experts. A static KV cache is written at `input_pos`; the forward pass
+reads nothing back to the host, so a decode step can be graph-captured.
+
+At batch-1 decode the cost on CPU is the number of ops, not the arithmetic, so weights are plain
+Parameters used through F.linear (no nn.Linear/nn.Module per projection), q and k share one RoPE call,
+and no-op dtype casts are skipped. `Generator(compile=True)` compiles the decode step.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from agent.backends.local.config import ModelArgs
+from agent.backends.local.experts import route, run_experts
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """Statistics in fp32, cast back, then the learned weight (MiniMax's and transformers' order).
+    torch's rms_norm computes exactly that (bit for bit, fp32 and bf16) in one call."""
+    return F.rms_norm(x, (x.shape[-1],), eps=eps) * weight
+
+
+def rope_tables(args: ModelArgs, max_seq_len: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Tables for rope(x) = x * cos + x[..., swap] * sin over whole heads.
+
+    Within the first rotary_dim dims, dim j pairs with j + rotary_dim/2 (rotate-half), inv_freq[j] =
+    theta^(-2j/rotary_dim); `swap` exchanges the two halves and `sin` carries rotate-half's minus sign.
+    The remaining dims pass through: cos = 1, sin = 0 there."""
+    rd, hd, half = args.rotary_dim, args.head_dim, args.rotary_dim // 2
+    inv_freq = 1.0 / (args.rope_theta ** (torch.arange(0, rd, 2, dtype=torch.float32) / rd))
+    freqs = torch.arange(max_seq_len, dtype=torch.float32)[:, None] * inv_freq[None, :]
+    cos, sin = torch.ones(max_seq_len, hd), torch.zeros(max_seq_len, hd)
+    cos[:, :rd] = torch.cat((freqs, freqs), dim=-1).cos()
+    sin[:, :rd] = torch.cat((-freqs.sin(), freqs.sin()), dim=-1)
+    swap = torch.cat((torch.arange(half, rd), torch.arange(half), torch.arange(rd, hd)))
+    return cos, sin, swap
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, swap: torch.Tensor) -> torch.Tensor:
+    """x [B, T, heads, head_dim]; cos/sin [T, 1, head_dim] for these positions."""
+    return torch.addcmul(x * cos, x.index_select(-1, swap), sin)
+
+
+class KVCache(nn.Module):
+    def __init__(self, batch: int, kv_heads: int, max_seq_len: int, head_dim: int, dtype, device) -> None:
+        super().__init__()
+        shape = (batch, kv_heads, max_seq_len, head_dim)
+        self.register_buffer("k", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
+        self.register_buffer("v", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
+
+    def update(self, input_pos: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kv_len: int | None):
+        """k, v [B, kv_heads, T, head_dim] written at positions input_pos [T]; returns the first kv_len
+        positions of the cache (all of it when None)."""
+        self.k.index_copy_(2, input_pos, k)
+        self.v.index_copy_(2, input_pos, v)
+        return self.k[:, :, :kv_len], self.v[:, :, :kv_len]
+
+
+class Attention(nn.Module):
+    def __init__(self, args: ModelArgs) -> None:
+        super().__init__()
+        self.args = args
+        # q, k, v projections stacked into one matmul (the loader concatenates them).
+        self.wqkv = nn.Parameter(torch.empty(args.q_dim + 2 * args.kv_dim, args.hidden_size))
+        self.wo = nn.Parameter(torch.empty(args.hidden_size, args.q_dim))
+        self.q_norm = nn.Parameter(torch.ones(args.q_dim))
+        self.k_norm = nn.Parameter(torch.ones(args.kv_dim))
+        self.kv_cache: KVCache | None = None
+
+    def forward(self, x, rope, mask, input_pos, kv_len):
+        a = self.args
+        b, t, _ = x.shape
+        q, k, v = F.linear(x, self.wqkv).split([a.q_dim, a.kv_dim, a.kv_dim], dim=-1)
+        # QK-norm over the whole flattened q (and k), before the split into heads and before RoPE.
+        q, k = rms_norm(q, self.q_norm, a.rms_norm_eps), rms_norm(k, self.k_norm, a.rms_norm_eps)
+        qk = apply_rope(torch.cat((q, k), dim=-1).view(b, t, a.num_heads + a.num_kv_heads, a.head_dim), *rope)
+        q, k = qk.transpose(1, 2).split([a.num_heads, a.num_kv_heads], dim=1)
+        v = v.view(b, t, a.num_kv_heads, a.head_dim).transpose(1, 2)
+        k, v = self.kv_cache.update(input_pos, k, v, kv_len)
+        # Query head i reads KV head i // (heads / kv_heads): SDPA's enable_gqa grouping.
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, scale=a.head_dim**-0.5, enable_gqa=a.num_heads != a.num_kv_heads
+        )
+        return F.linear(y.transpose(1, 2).reshape(b, t, a.q_dim), self.wo)
+
+
+class MoE(nn.Module):
+    def __init__(self, args: ModelArgs) -> None:
+        super().__init__()
+        self.top_k = args.top_k
+        e, h, i = args.num_experts, args.hidden_size, args.expert_dim
+        # Router weight and bias stay fp32 whatever the model dtype (routing is precision-sensitive).
+        self.gate = nn.Parameter(torch.empty(e, h, dtype=torch.float32))
+        self.correction_bias = (
+            nn.Parameter(torch.zeros(e, dtype=torch.float32)) if args.routing_bias else None
+        )
+        self.w13 = nn.Parameter(torch.empty(e, 2 * i, h))  # [E, out, in]: gate (w1) rows, then up (w3)
+        self.w2 = nn.Parameter(torch.empty(e, h, i))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.view(-1, x.shape[-1])
+        weights, idx = route(flat, self.gate, self.correction_bias, self.top_k)
+        return run_experts(flat, weights, idx, self.w13, self.w2).view(x.shape)
+
+
+class Block(nn.Module):
+    def __init__(self, args: ModelArgs) -> None:
+        super().__init__()
+        self.eps = args.rms_norm_eps
+        self.input_norm = nn.Parameter(torch.ones(args.hidden_size))
+        self.attn = Attention(args)
+        self.post_attn_norm = nn.Parameter(torch.ones(args.hidden_size))
+        self.moe = MoE(args)
+
+    def forward(self, x, rope, mask, input_pos, kv_len):
+        x = x + self.attn(rms_norm(x, self.input_norm, self.eps), rope, mask, input_pos, kv_len)
+        return x + self.moe(rms_norm(x, self.post_attn_norm, self.eps))
+
+
+class M2Transformer(nn.Module):
+    def __init__(self, args: ModelArgs) -> None:
+        super().__init__()
+        self.args = args
+        self.embed = nn.Parameter(torch.empty(args.vocab_size, args.hidden_size))
+        self.layers = nn.ModuleList(Block(args) for _ in range(args.num_layers))
+        self.norm = nn.Parameter(torch.ones(args.hidden_size))
+        self.lm_head = nn.Parameter(torch.empty(args.vocab_size, args.hidden_size))
+        self.max_seq_len = 0
+        self.max_batch = 0
+        self.cache_owner = None  # whoever last wrote the KV cache (generate.Generator tracks its tokens)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.embed.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.embed.device
+
+    def setup_caches(self, max_seq_len: int, max_batch: int = 1) -> None:
+        """Preallocate the KV cache and RoPE tables (a no-op when the current ones are big enough)."""
+        if max_seq_len <= self.max_seq_len and max_batch <= self.max_batch:
+            return
+        a, dtype, device = self.args, self.dtype, self.device
+        for layer in self.layers:
+            grown = KVCache(max_batch, a.num_kv_heads, max_seq_len, a.head_dim, dtype, device)
+            old = layer.attn.kv_cache
+            if old is not None:  # keep what is cached: the next prompt usually extends the last one
+                batch, _, length, _ = old.k.shape
+                grown.k[:batch, :, :length].copy_(old.k)
+                grown.v[:batch, :, :length].copy_(old.v)
+            layer.attn.kv_cache = grown
+        cos, sin, swap = rope_tables(a, max_seq_len)
+        # Computed in fp32, applied in the activation dtype (as the reference does).
+        self.register_buffer("rope_cos", cos.to(device=device, dtype=dtype), persistent=False)
+        self.register_buffer("rope_sin", sin.to(device=device, dtype=dtype), persistent=False)
+        self.register_buffer("rope_swap", swap.to(device), persistent=False)
+        self.register_buffer("cache_pos", torch.arange(max_seq_len, device=device), persistent=False)
+        self.max_seq_len, self.max_batch = max_seq_len, max_batch
+
+    def forward(
+        self,
+        idx: torch.Tensor,
+        input_pos: torch.Tensor,
+        *,
+        kv_len: int | None = None,
+        last_only: bool = False,
+    ) -> torch.Tensor:
+        """idx [B, T] token ids at positions input_pos [T] -> fp32 logits [B, T (or 1), vocab].
+
+        Attention reads the first kv_len cache positions (all when None; the caller knows an upper
+        bound of the positions, so this costs no host sync)."""
+        x = F.embedding(idx, self.embed)
+        rope = (self.rope_cos[input_pos][:, None], self.rope_sin[input_pos][:, None], self.rope_swap)
+        mask = self.cache_pos[None, :kv_len] <= input_pos[:, None]  # causal over the static cache
+        for layer in self.layers:
+            x = layer(x, rope, mask, input_pos, kv_len)
+        if last_only:
+            x = x[:, -1:]
+        logits = F.linear(rms_norm(x, self.norm, self.args.rms_norm_eps), self.lm_head)
+        return logits if logits.dtype == torch.float32 else logits.float()

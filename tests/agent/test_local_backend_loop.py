@@ -1,0 +1,37 @@
+"""`mmx-agent -p --backend local --model DIR`: the agent loop driven by the M2 network running here.
+
+The checkpoint is crafted so greedy decoding always writes the same bash call (tests/local/scripted.py):
+the loop runs it, feeds the result back, sees the model repeat itself and stops with its own status.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from tests.agent.helpers import make_buggy_repo
+from tests.local.scripted import build_scripted_checkpoint
+
+
+def test_local_backend_drives_the_loop(tmp_path):
+    checkpoint = build_scripted_checkpoint(tmp_path / "ckpt", max_positions=32768)
+    repo = make_buggy_repo(tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "agent", "-p", "what is here?", "--backend", "local", "--model", str(checkpoint),
+         "--permission-mode", "full-auto", "--output-format", "stream-json"],
+        cwd=repo, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "MMX_AGENT_TEMPERATURE": "0.01", "MMX_AGENT_TOP_K": "1"},
+    )
+    events = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert events and events[-1]["type"] == "final_result", proc.stderr
+    calls = [e for e in events if e["type"] == "tool_call"]
+    assert calls[0]["name"] == "bash" and calls[0]["arguments"] == {"command": "ls -la"}
+    results = [e for e in events if e["type"] == "tool_result"]
+    assert "calc.py" in results[0]["output"]  # the call really ran in the workspace
+    reasoning = "".join(e["text"] for e in events if e["type"] == "reasoning_delta")
+    assert "Let me look." in reasoning
+    usage = [e for e in events if e["type"] == "usage"]
+    assert usage[1]["cached_tokens"] > 0  # the second round reused the first round's KV cache
+    assert events[-1]["status"] == "loop_detected" and proc.returncode == 3
