@@ -19,9 +19,25 @@ def test_local_backend_drives_the_loop(tmp_path):
     checkpoint = build_scripted_checkpoint(tmp_path / "ckpt", max_positions=32768)
     repo = make_buggy_repo(tmp_path)
     proc = subprocess.run(
-        [sys.executable, "-m", "agent", "-p", "what is here?", "--backend", "local", "--model", str(checkpoint),
-         "--permission-mode", "full-auto", "--output-format", "stream-json"],
-        cwd=repo, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "agent",
+            "-p",
+            "what is here?",
+            "--backend",
+            "local",
+            "--model",
+            str(checkpoint),
+            "--permission-mode",
+            "full-auto",
+            "--output-format",
+            "stream-json",
+        ],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=600,
         env={**os.environ, "MMX_AGENT_TEMPERATURE": "0.01", "MMX_AGENT_TOP_K": "1"},
     )
     events = [json.loads(line) for line in proc.stdout.splitlines()]
