@@ -17,6 +17,7 @@ from agent.backends.local.cli import app as model_app
 from agent.backends.m2.cli import app as format_app
 from agent.backends.remote.cli import doctor_command
 from agent.tools.cli import tool_command
+from evals.cli import app as eval_app
 from sandbox.cli import app as sandbox_app
 
 app = typer.Typer(
@@ -167,6 +168,7 @@ app.add_typer(sessions_app, name="sessions", help="Saved sessions: list them, sh
 app.add_typer(format_app, name="format", help="Render prompts and parse completions in the M2 format.")
 app.add_typer(model_app, name="model", help="The local M2 model: make, inspect and run checkpoints.")
 app.add_typer(sandbox_app, name="sandbox", help="Docker sandboxes: base images, one-off commands, clean-up.")
+app.add_typer(eval_app, name="eval", help="Replay SWE-style tasks in Docker sandboxes and grade them.")
 app.command("tool", help="Run one tool and print its result as JSON.")(tool_command)
 app.command("doctor", help="Check that an endpoint keeps M2's thinking between tool rounds.")(doctor_command)
 
