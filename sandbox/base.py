@@ -37,6 +37,7 @@ class SandboxError(Exception):
 @runtime_checkable
 class Sandbox(Protocol):
     root: str  # the workspace root, as the sandbox sees it
+    env: dict[str, str]  # added to every command's environment (secret redaction reads it too)
 
     def exec(
         self,

@@ -98,6 +98,9 @@ class DockerSandbox:
         self.root = root
         self.user = user
         self.uid = self.gid = 0  # of the sandbox user, learnt from the helper
+        # Extra environment for every command, as LocalSandbox.env: `create` puts its `env` here
+        # too, so whoever reads a sandbox's environment (secret redaction) sees what commands see.
+        self.env: dict[str, str] = {}
         self._channel: HelperChannel | None = None
         self._lifeline: Any = None
         self._lock = threading.RLock()  # one helper request at a time; tools may call from threads
@@ -153,6 +156,7 @@ class DockerSandbox:
         except docker.errors.APIError as e:
             raise SandboxError(f"cannot create a container from {image!r}: {e.explanation or e}") from e
         sandbox = cls(client, container_id, image=image, root=root, user=user)
+        sandbox.env = dict(env or {})
         _open_sandboxes.add(sandbox)
         # A bind-mounted root belongs to the host: re-owning it would chown the user's own files.
         bound = {posixpath.normpath(target) for target in (binds or {}).values()}
@@ -236,7 +240,7 @@ class DockerSandbox:
             "command": command,
             "timeout": timeout,
             "cwd": cwd or self.root,
-            "env": env or {},
+            "env": {**self.env, **(env or {})},
             "max_output": max_output,  # the helper sends only the head and tail: see CappedForwarder
         }
         deadline = None if timeout is None else time.monotonic() + timeout + HOST_SLACK_SECONDS

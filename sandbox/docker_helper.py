@@ -13,6 +13,7 @@ Framing, both ways: 4-byte big-endian header length, JSON header, then `size` ra
 """
 
 import collections
+import errno
 import json
 import os
 import select
@@ -226,12 +227,30 @@ def pump(proc, output, timeout):
 # -- files -------------------------------------------------------------------------------------
 
 
+def not_a_regular_file(mode):
+    """Why read_file refuses a file of this mode: a FIFO, socket or device can block or never end."""
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return os.strerror(errno.EISDIR)
+    return "not a regular file (a FIFO, socket or device)"
+
+
 def read_file(path):
     try:
-        with open(path, "rb") as f:
-            return f.read()
+        # O_NONBLOCK: opening a FIFO that has no writer would otherwise wait forever.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as e:
         raise os_error("read", path, e) from e
+    problem = not_a_regular_file(os.fstat(fd).st_mode)
+    if problem:
+        os.close(fd)
+        raise RequestError(f"cannot read {path}: {problem}")
+    with os.fdopen(fd, "rb") as f:
+        try:
+            return f.read()
+        except OSError as e:
+            raise os_error("read", path, e) from e
 
 
 def existing_mode(path):

@@ -8,6 +8,7 @@ atomic so a crash never leaves a torn file.
 
 from __future__ import annotations
 
+import errno
 import os
 import select
 import signal
@@ -55,6 +56,15 @@ class CappedOutput:
         if not self.elided:
             return head + tail
         return f"{head}\n[... {self.elided} bytes elided ...]\n{tail}"
+
+
+def _not_a_regular_file(mode: int) -> str | None:
+    """Why read_file refuses a file of this mode: a FIFO, socket or device can block or never end."""
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return os.strerror(errno.EISDIR)
+    return "not a regular file (a FIFO, socket or device)"
 
 
 def _kill_group(pgid: int, sig: int) -> None:
@@ -154,10 +164,19 @@ class LocalSandbox:
 
     def read_file(self, path: str) -> bytes:
         try:
-            with open(path, "rb") as f:
-                return f.read()
+            # O_NONBLOCK: opening a FIFO that has no writer would otherwise wait forever.
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
         except OSError as e:
             raise SandboxError(f"cannot read {path}: {e.strerror or e}") from e
+        problem = _not_a_regular_file(os.fstat(fd).st_mode)
+        if problem:
+            os.close(fd)
+            raise SandboxError(f"cannot read {path}: {problem}")
+        with os.fdopen(fd, "rb") as f:
+            try:
+                return f.read()
+            except OSError as e:
+                raise SandboxError(f"cannot read {path}: {e.strerror or e}") from e
 
     def write_file(self, path: str, data: bytes, *, mode: int | None = None) -> None:
         # Write through a symlink to its target, as an editor would.

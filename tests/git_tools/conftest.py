@@ -6,7 +6,10 @@ from pathlib import Path
 import pytest
 
 from agent.tools.base import ToolContext
-from sandbox.local import LocalSandbox
+from sandbox.base import Sandbox
+from tests.sandbox_kinds import base_image, docker_client, make_sandbox, sandbox_kind
+
+__all__ = ["base_image", "docker_client", "make_sandbox", "sandbox_kind"]
 
 
 def isolated_env(home: Path) -> dict[str, str]:
@@ -21,10 +24,10 @@ def isolated_env(home: Path) -> dict[str, str]:
 
 
 class Repo:
-    def __init__(self, root: Path, env: dict[str, str]):
+    def __init__(self, root: Path, env: dict[str, str], sandbox: Sandbox):
         self.root = root
         self.env = env
-        self.ctx = ToolContext(LocalSandbox(root, env=env))
+        self.ctx = ToolContext(sandbox)
 
     def git(self, *args: str) -> str:
         import os
@@ -52,7 +55,8 @@ class Repo:
 
 
 @pytest.fixture
-def make_repo(tmp_path):
+def make_repo(tmp_path, make_sandbox):
+    """make_repo(name) -> a Repo under tmp_path whose tools run in a sandbox of each kind."""
     home = tmp_path / "home"
     home.mkdir()
     (home / ".gitconfig").write_text(
@@ -62,7 +66,8 @@ def make_repo(tmp_path):
     def make(name: str = "repo", *, init: bool = True) -> Repo:
         root = tmp_path / name
         root.mkdir()
-        repo = Repo(root, isolated_env(home))
+        env = isolated_env(home)
+        repo = Repo(root, env, make_sandbox(root, env=env))
         if init:
             repo.git("init", "-q")
         return repo

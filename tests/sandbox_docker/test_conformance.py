@@ -89,6 +89,18 @@ def test_env_is_added_to_the_sandbox_environment(box):
     assert result.output == "a b|has-path"
 
 
+def test_the_sandbox_env_reaches_every_command_and_a_call_env_wins(box):
+    # What the sandbox adds to every command is also what secret redaction reads (agent.tools.registry).
+    box.sandbox.env["MMX_CONFORMANCE"] = "from the sandbox"
+    try:
+        assert box.run('printf %s "$MMX_CONFORMANCE"') == "from the sandbox"
+        call = box.sandbox.exec('printf %s "$MMX_CONFORMANCE"', env={"MMX_CONFORMANCE": "from the call"})
+        assert call.output == "from the call"
+    finally:
+        del box.sandbox.env["MMX_CONFORMANCE"]
+    assert box.run('printf %s "${MMX_CONFORMANCE-unset}"') == "unset"
+
+
 def test_no_stdin(box):
     assert box.sandbox.exec("cat; echo done", timeout=60).output == "done\n"
 
@@ -177,6 +189,12 @@ def test_read_errors_are_sandbox_errors(box):
         box.sandbox.read_file(box.path("missing"))
     with pytest.raises(SandboxError, match="Is a directory"):
         box.sandbox.read_file(box.dir)
+
+
+def test_read_file_refuses_a_fifo_instead_of_blocking(box):
+    box.run("mkfifo pipe")  # no writer: a plain open() for reading would wait forever
+    with pytest.raises(SandboxError, match="not a regular file"):
+        box.sandbox.read_file(box.path("pipe"))
 
 
 def test_stat_files_directories_symlinks_and_missing(box):

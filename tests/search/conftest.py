@@ -1,16 +1,26 @@
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
 
 from agent.tools.base import ToolContext
-from sandbox.local import LocalSandbox
+from tests.sandbox_kinds import base_image, docker_client, make_sandbox, sandbox_kind
 
-HAS_RG = shutil.which("rg") is not None
-ENGINES = [pytest.param("rg", marks=pytest.mark.skipif(not HAS_RG, reason="ripgrep not installed")), "python"]
+__all__ = ["base_image", "docker_client", "make_sandbox", "sandbox_kind"]
+
+ENGINES = ["rg", "python"]
+
+
+def has_rg(ctx: ToolContext) -> bool:
+    """Whether ripgrep is installed in this context's sandbox (on the host, or in the container)."""
+    return ctx.sandbox.exec("command -v rg", timeout=30).exit_code == 0
+
+
+def require_engine(ctx: ToolContext, engine: str) -> None:
+    if engine == "rg" and not has_rg(ctx):
+        pytest.skip("ripgrep is not installed in the sandbox")
 
 
 def write_tree(root: Path, files: dict[str, str | bytes]) -> Path:
@@ -26,12 +36,12 @@ def write_tree(root: Path, files: dict[str, str | bytes]) -> Path:
 
 
 @pytest.fixture
-def make_ctx(tmp_path):
-    """make_ctx(files) -> ToolContext over a fresh workspace holding `files`."""
+def make_ctx(tmp_path, make_sandbox):
+    """make_ctx(files) -> ToolContext over a fresh workspace holding `files` (a sandbox of each kind)."""
 
     def make(files: dict[str, str | bytes], *, root_name: str = "ws") -> ToolContext:
         root = write_tree(tmp_path / root_name, files)
-        return ToolContext(LocalSandbox(root))
+        return ToolContext(make_sandbox(root))
 
     return make
 

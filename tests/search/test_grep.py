@@ -1,12 +1,18 @@
 from __future__ import annotations
 
+import os
+import shutil
+from pathlib import Path
+
 import pytest
 
+from agent.tools.base import ToolContext
 from agent.tools.search import GrepTool
-from tests.search.conftest import ENGINES, HAS_RG
+from tests.search.conftest import ENGINES, has_rg, require_engine, write_tree
 
 
 def grep(ctx, engine, **args):
+    require_engine(ctx, engine)
     return GrepTool(engine).run(args, ctx)
 
 
@@ -142,6 +148,14 @@ def test_no_matches(tricky_ctx, engine):
     )
 
 
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_fifo_in_the_tree_is_skipped_not_waited_on(make_ctx, engine):
+    ctx = make_ctx({"a.txt": "needle\n"})
+    os.mkfifo(Path(ctx.root) / "pipe.txt")  # no writer: opening it for reading would block
+    result = grep(ctx, engine, pattern="needle")
+    assert result.ok and matched_paths(result) == ["a.txt"]
+
+
 PARITY_QUERIES = [
     {"pattern": "needle", "max_results": 1000},
     {"pattern": "needle", "context": 2, "max_results": 1000},
@@ -161,9 +175,9 @@ PARITY_QUERIES = [
 ]
 
 
-@pytest.mark.skipif(not HAS_RG, reason="ripgrep not installed")
 @pytest.mark.parametrize("args", PARITY_QUERIES, ids=lambda a: repr(a))
 def test_rg_and_python_agree(tricky_ctx, args):
+    require_engine(tricky_ctx, "rg")
     with_rg = GrepTool("rg").run(args, tricky_ctx)
     with_python = GrepTool("python").run(args, tricky_ctx)
     assert with_rg.output == with_python.output
@@ -173,7 +187,7 @@ def test_rg_and_python_agree(tricky_ctx, args):
 def test_auto_engine_checks_for_rg_once(tricky_ctx):
     tool = GrepTool()
     first = tool.run({"pattern": "needle"}, tricky_ctx)
-    assert first.data["engine"] == ("rg" if HAS_RG else "python")
+    assert first.data["engine"] == ("rg" if has_rg(tricky_ctx) else "python")
     tricky_ctx.state["search.rg_available"] = False  # the cached answer is what decides
     assert tool.run({"pattern": "needle"}, tricky_ctx).data["engine"] == "python"
 
@@ -188,3 +202,15 @@ def test_output_size_is_capped(make_ctx, engine):
     assert result.output.endswith(
         f"[{900 - shown} more matches not shown (900 in 3 files); the output size limit was reached]"
     )
+
+
+def test_auto_engine_falls_back_to_python_when_the_sandbox_has_no_rg(tmp_path, make_sandbox):
+    root = write_tree(tmp_path / "ws", {"a.py": "needle\n", "b.txt": "no\n"})
+    only_bash = tmp_path / "bin"
+    only_bash.mkdir()
+    (only_bash / "bash").symlink_to(shutil.which("bash"))
+    sandbox = make_sandbox(root)
+    sandbox.env["PATH"] = str(only_bash)  # for its commands: a sandbox without rg, whatever the host has
+    result = GrepTool().run({"pattern": "needle"}, ToolContext(sandbox))
+    assert result.ok and result.data["engine"] == "python"
+    assert result.data["matches"] == [{"path": "a.py", "line": 1, "text": "needle"}]

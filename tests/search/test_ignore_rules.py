@@ -1,11 +1,10 @@
 from __future__ import annotations
 
 from agent.tools.ignore_rules import IgnoreRules, walk_workspace
-from sandbox.local import LocalSandbox
 from tests.search.conftest import write_tree
 
 
-def test_nested_ignore_files_and_precedence(tmp_path):
+def test_nested_ignore_files_and_precedence(tmp_path, make_sandbox):
     root = write_tree(
         tmp_path / "ws",
         {
@@ -15,7 +14,7 @@ def test_nested_ignore_files_and_precedence(tmp_path):
             "pkg/.rgignore": "!ignored_by_ignore.py\n",  # .rgignore beats .ignore in one directory
         },
     )
-    rules = IgnoreRules(LocalSandbox(root), str(root))
+    rules = IgnoreRules(make_sandbox(root), str(root))
     assert rules.is_ignored("a.tmp", False)
     assert rules.is_ignored("pkg/a.tmp", False)
     assert not rules.is_ignored("pkg/keep.tmp", False)  # the deeper file decides
@@ -26,7 +25,7 @@ def test_nested_ignore_files_and_precedence(tmp_path):
     assert not rules.is_ignored("out", False)  # "out/" only names directories
 
 
-def test_walk_prunes_ignored_and_hidden_directories(tmp_path):
+def test_walk_prunes_ignored_and_hidden_directories(tmp_path, make_sandbox):
     root = write_tree(
         tmp_path / "ws",
         {
@@ -36,7 +35,7 @@ def test_walk_prunes_ignored_and_hidden_directories(tmp_path):
             "src/app.py": "",
         },
     )
-    sandbox = LocalSandbox(root)
+    sandbox = make_sandbox(root)
     entries = sorted(walk_workspace(sandbox, str(root), IgnoreRules(sandbox, str(root))))
     assert entries == [("src", True), ("src/app.py", False)]
     with_hidden = sorted(

@@ -9,7 +9,6 @@ from agent.tools.base import ToolContext
 from agent.tools.pagerank import Graph, pagerank
 from agent.tools.repo_map import RepoMapTool, build_repo_map
 from agent.tools.repo_tags import default_cache_dir, extract_tags, is_mappable
-from sandbox.local import LocalSandbox
 from tests.search.conftest import write_tree
 
 PROJECT = {
@@ -54,9 +53,9 @@ PROJECT = {
 
 
 @pytest.fixture
-def project(tmp_path):
+def project(tmp_path, make_sandbox):
     root = write_tree(tmp_path / "project", PROJECT)
-    return LocalSandbox(root), str(tmp_path / "cache")
+    return make_sandbox(root), str(tmp_path / "cache")
 
 
 def test_most_referenced_definitions_come_first(project):
@@ -107,19 +106,19 @@ def test_cache_reuses_unchanged_files(project):
     assert build_repo_map(sandbox, cache_dir=cache).files_total == 5
 
 
-def test_process_pool_gives_the_same_map(tmp_path):
+def test_process_pool_gives_the_same_map(tmp_path, make_sandbox):
     files = {
         f"pkg/mod{i:03}.py": f"from pkg import mod{(i + 1) % 80:03}\n\ndef func{i}():\n    return mod{(i + 1) % 80:03}.func{(i + 1) % 80}()\n"
         for i in range(80)
     }
-    sandbox = LocalSandbox(write_tree(tmp_path / "many", files))
+    sandbox = make_sandbox(write_tree(tmp_path / "many", files))
     serial = build_repo_map(sandbox, 512, cache_dir=str(tmp_path / "c1"), workers=1)
     pooled = build_repo_map(sandbox, 512, cache_dir=str(tmp_path / "c2"), workers=2)
     assert pooled.files_parsed == 80
     assert serial.text == pooled.text
 
 
-def test_minified_generated_and_ignored_files_are_left_out(tmp_path):
+def test_minified_generated_and_ignored_files_are_left_out(tmp_path, make_sandbox):
     files = {
         "real.js": "export function realThing() { return 1; }\n",
         "bundle.min.js": "function a(){return 1}" * 200,
@@ -127,7 +126,7 @@ def test_minified_generated_and_ignored_files_are_left_out(tmp_path):
         "vendor/lib.py": "def vendored():\n    pass\n",
         ".gitignore": "vendor/\n",
     }
-    sandbox = LocalSandbox(write_tree(tmp_path / "ws", files))
+    sandbox = make_sandbox(write_tree(tmp_path / "ws", files))
     repo_map = build_repo_map(sandbox, cache_dir=str(tmp_path / "cache"))
     assert repo_map.text == "real.js:\n  export function realThing() { return 1; }"
     assert not is_mappable(b"")
@@ -152,10 +151,10 @@ def test_tool_uses_xdg_cache_home(project, tmp_path, monkeypatch):
     assert not RepoMapTool().run({"focus": ["../elsewhere.py"]}, ToolContext(sandbox)).ok
 
 
-def test_empty_workspace(tmp_path, monkeypatch):
+def test_empty_workspace(tmp_path, monkeypatch, make_sandbox):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     (tmp_path / "empty").mkdir()
-    result = RepoMapTool().run({}, ToolContext(LocalSandbox(tmp_path / "empty")))
+    result = RepoMapTool().run({}, ToolContext(make_sandbox(tmp_path / "empty")))
     assert result.ok and result.output == "No definitions found in supported source files."
 
 

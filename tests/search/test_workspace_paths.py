@@ -5,17 +5,16 @@ import os
 import pytest
 
 from agent.tools.workspace_paths import WorkspacePathError, display_path, resolve_workspace_path
-from sandbox.local import LocalSandbox
 
 
 @pytest.fixture
-def sandbox(tmp_path):
+def sandbox(tmp_path, make_sandbox):
     root = tmp_path / "ws"
     (root / "src").mkdir(parents=True)
     (tmp_path / "outside").mkdir()
     os.symlink(tmp_path / "outside", root / "escape")
     os.symlink(root / "src", root / "inside_link")
-    return LocalSandbox(root)
+    return make_sandbox(root)
 
 
 def test_relative_and_absolute_paths_inside(sandbox):

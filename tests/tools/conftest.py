@@ -1,7 +1,8 @@
-"""Real workspaces in tmp dirs, a fake HOME and state dir, and a local sandbox bound to them.
+"""Real workspaces in tmp dirs, a fake HOME and state dir, and a sandbox bound to them.
 
 Every command the tests run sees HOME, XDG_STATE_HOME and git's identity from here, so nothing
-touches the real home directory or the user's git configuration.
+touches the real home directory or the user's git configuration. `ctx` is made once per sandbox
+kind (tests/sandbox_kinds.py): a test that takes it runs on the host and in a container.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from pathlib import Path
 import pytest
 
 from agent.tools.base import ToolContext
-from sandbox.local import LocalSandbox
+from tests.sandbox_kinds import base_image, docker_client, make_sandbox, sandbox_kind
+
+__all__ = ["base_image", "docker_client", "make_sandbox", "sandbox_kind"]
 
 
 @pytest.fixture
@@ -44,8 +47,8 @@ def workspace(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def ctx(workspace: Path, sandbox_env: dict[str, str]) -> ToolContext:
-    return ToolContext(sandbox=LocalSandbox(workspace, env=sandbox_env))
+def ctx(workspace: Path, sandbox_env: dict[str, str], make_sandbox) -> ToolContext:
+    return ToolContext(sandbox=make_sandbox(workspace, env=sandbox_env))
 
 
 @pytest.fixture

@@ -82,6 +82,12 @@ def test_read_empty_missing_and_directory(ctx, workspace):
     assert not directory.ok and "is a directory" in directory.output
 
 
+def test_read_refuses_a_fifo_instead_of_waiting_for_a_writer(ctx, workspace):
+    os.mkfifo(workspace / "pipe")
+    result = read.run({"path": "pipe"}, ctx)
+    assert not result.ok and "not a regular file" in result.output
+
+
 def test_read_crlf_file_shows_clean_lines(ctx, workspace):
     (workspace / "win.txt").write_bytes(b"one\r\ntwo\r\n")
     assert read.run({"path": "win.txt"}, ctx).output == "     1\tone\n     2\ttwo"

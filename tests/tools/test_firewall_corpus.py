@@ -20,7 +20,7 @@ from agent.tools.base import ToolContext
 from agent.tools.firewall import check_command
 from agent.tools.firewall_git import SandboxGitProbe
 from agent.tools.shell import Bash
-from sandbox.local import LocalSandbox
+from tests.sandbox_kinds import KINDS, open_sandbox
 
 DESTRUCTIVE = [
     # home and the sacrificial directory, plainly
@@ -235,8 +235,8 @@ def _snapshot(root: Path, skip: Path) -> dict[str, tuple]:
     return entries
 
 
-@pytest.fixture(scope="module")
-def arena(tmp_path_factory):
+@pytest.fixture(scope="module", params=KINDS)
+def arena(tmp_path_factory, request):
     root = tmp_path_factory.mktemp("arena")
     home, outside, ws, state = root / "home", root / "outside", root / "ws", root / "state"
     for directory in (home / "docs", outside / "emptydir", outside / "nested", ws / "sub"):
@@ -266,8 +266,8 @@ def arena(tmp_path_factory):
     (ws / "notes.txt").write_text("committed\nplus uncommitted work\n")  # dirty
     (ws / "scratch.txt").write_text("untracked work\n")
     (ws / "link_out").symlink_to(outside)
-    sandbox = LocalSandbox(ws, env=env)
-    return {
+    sandbox = open_sandbox(request.param, ws, env=env, shared=root, request=request)
+    yield {
         "root": root,
         "home": home,
         "ws": ws,
@@ -276,6 +276,7 @@ def arena(tmp_path_factory):
         "snapshot": _snapshot(root, skip=state),
         "placeholders": {"out": str(outside), "ws": str(ws), "tmp": str(root)},
     }
+    sandbox.close()
 
 
 @pytest.mark.parametrize("template", DESTRUCTIVE, ids=range(len(DESTRUCTIVE)))
@@ -299,8 +300,8 @@ def test_destructive_command_is_refused_and_changes_nothing(arena, template):
     assert _snapshot(arena["root"], skip=arena["state"]) == arena["snapshot"]
 
 
-@pytest.fixture(scope="module")
-def clean_repo(tmp_path_factory):
+@pytest.fixture(scope="module", params=KINDS)
+def clean_repo(tmp_path_factory, request):
     root = tmp_path_factory.mktemp("clean")
     ws, home = root / "ws", root / "home"
     for directory in (ws / "sub", ws / "build", home):
@@ -312,7 +313,9 @@ def clean_repo(tmp_path_factory):
     (ws / "build" / "Makefile").write_text("all:\n")
     for args in (["init", "-q", "-b", "main"], ["add", "-A"], [*ident, "commit", "-q", "-m", "one"]):
         subprocess.run(["git", *args], cwd=ws, env={**os.environ, **env}, check=True, capture_output=True)
-    return LocalSandbox(ws, env=env), str(home)
+    sandbox = open_sandbox(request.param, ws, env=env, shared=root, request=request)
+    yield sandbox, str(home)
+    sandbox.close()
 
 
 @pytest.mark.parametrize("command", ORDINARY, ids=range(len(ORDINARY)))

@@ -8,6 +8,7 @@ import pytest
 from agent.tools.base import Permission, ToolResult
 from agent.tools.checkpoints import list_checkpoints
 from agent.tools.registry import all_tools, get_tool, run_tool, tool_definitions
+from tests.sandbox_kinds import local_only
 
 
 class Exploding:
@@ -114,11 +115,19 @@ def test_secrets_are_redacted_from_output_and_data(ctx, workspace, monkeypatch):
     assert "sk-live" not in result.output and "hunter2" not in result.output
     assert "KEY=[REDACTED:SERVICE_API_KEY]" in result.output and "PW=[REDACTED:db_password]" in result.output
     assert "abc" in result.output
-    shell = run_tool("bash", {"command": "echo $SERVICE_API_KEY; env | grep -c hunter2hunter2"}, ctx)
-    assert "sk-live" not in shell.output and "[REDACTED:SERVICE_API_KEY]" in shell.output
     (workspace / "sk-live-0123456789.txt").write_text("x")
     written = run_tool("write_file", {"path": "sk-live-0123456789.txt", "content": "y"}, ctx)
     assert written.data["path"] == "[REDACTED:SERVICE_API_KEY].txt"
+
+
+@local_only(
+    "commands inherit the agent's own environment on the host; a container sees only the env it was made with"
+)
+def test_secrets_commands_inherit_from_the_agent_are_redacted(ctx, monkeypatch):
+    monkeypatch.setenv("SERVICE_API_KEY", "sk-live-0123456789")
+    monkeypatch.setenv("db_password", "hunter2hunter2")
+    shell = run_tool("bash", {"command": "echo $SERVICE_API_KEY; env | grep -c hunter2hunter2"}, ctx)
+    assert "sk-live" not in shell.output and "[REDACTED:SERVICE_API_KEY]" in shell.output
 
 
 def test_secrets_set_only_in_the_sandbox_environment_are_redacted(ctx):

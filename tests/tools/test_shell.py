@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 from agent.tools.shell import OUTPUT_LIMIT, Bash, BashKill, BashOutput
 from agent.tools.shell_jobs import kill_all_jobs
@@ -11,20 +10,19 @@ from agent.tools.shell_jobs import kill_all_jobs
 bash, bash_output, bash_kill = Bash(), BashOutput(), BashKill()
 
 
-def _alive(pid: int) -> bool:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except FileNotFoundError:
-        return False
-    return fields[0] != "Z"
+def _alive(ctx, pid: int) -> bool:
+    """Whether `pid` is a live process (not a zombie) as the sandbox sees it: a container has its
+    own pid namespace, so the host's /proc would name some other process."""
+    stat = ctx.sandbox.exec(f"cat /proc/{pid}/stat 2>/dev/null", timeout=30).output
+    return bool(stat) and stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def _dies(pid: int) -> bool:
+def _dies(ctx, pid: int) -> bool:
     """Whether pid is gone or a zombie; a killed process takes a moment to finish exiting."""
     deadline = time.monotonic() + 30  # an upper bound for a loaded machine, not a timing claim
-    while _alive(pid) and time.monotonic() < deadline:
+    while _alive(ctx, pid) and time.monotonic() < deadline:
         time.sleep(0.01)
-    return not _alive(pid)
+    return not _alive(ctx, pid)
 
 
 def _poll_job(ctx, job_id: str, until, timeout: float = 60.0):
@@ -84,7 +82,7 @@ def test_timeout_kills_the_process_group_and_returns_partial_output(ctx, workspa
     result = bash.run({"command": "echo begun; sleep 60 & echo $! > kid.pid; sleep 60", "timeout": 1}, ctx)
     assert not result.ok and result.data["timed_out"] and result.data["exit_code"] is None
     assert result.output.startswith("begun\n") and "timed out after 1s" in result.output
-    assert _dies(int((workspace / "kid.pid").read_text()))
+    assert _dies(ctx, int((workspace / "kid.pid").read_text()))
 
 
 def test_output_is_capped_head_and_tail_with_elided_count(ctx):
@@ -129,7 +127,7 @@ def test_bash_kill_stops_the_whole_group(ctx, workspace):
         time.sleep(0.05)
     killed = bash_kill.run({"id": job}, ctx)
     assert killed.ok and killed.data["status"] == "killed"
-    assert _dies(int(pid_file.read_text()))
+    assert _dies(ctx, int(pid_file.read_text()))
     assert bash_output.run({"id": job}, ctx).data["status"] == "killed"
 
 
