@@ -37,7 +37,12 @@ def make_backend(settings: Settings) -> Backend:
             raise BackendError("--backend replay needs --replay FILE.jsonl")
         return ReplayBackend(settings.replay, context_window=settings.context_window or 196_608)
     if kind == "local":
-        from agent.backends.local.backend import LocalBackend
+        try:
+            from agent.backends.local.backend import LocalBackend
+        except ImportError as exc:
+            raise BackendError(
+                f"--backend local needs PyTorch ({exc}): pip install 'mmx-agent[local]'"
+            ) from None
 
         if not settings.model:
             raise BackendError("--backend local needs --model DIR (a checkpoint directory)")

@@ -30,6 +30,7 @@ def init_command(
     ),
 ) -> None:
     """Write a random M2 checkpoint in the Hugging Face layout (config, shards + index, tokenizer)."""
+    _require_torch()
     from agent.backends.local.checkpoint_writer import PRESETS, init_checkpoint
 
     if preset not in PRESETS:
@@ -43,6 +44,16 @@ def init_command(
         f"{active:,} active, vocab {args.vocab_size}",
         err=True,
     )
+
+
+def _require_torch() -> None:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        _fail(
+            "the local model needs PyTorch: install a build (CPU only: pip install torch==2.13.0), "
+            "then pip install 'mmx-agent[local]'"
+        )
 
 
 def _write(text: str) -> None:
@@ -90,6 +101,7 @@ def generate_command(
         _fail("give exactly one of --prompt or --prompt-ids")
     if dtype is not None and dtype not in ("float32", "bfloat16"):
         _fail(f"--dtype must be float32 or bfloat16, got {dtype!r}")
+    _require_torch()
     from agent.backends.local.backend import LocalModel, sampling_from
 
     try:
@@ -132,6 +144,7 @@ def info_command(
     as_json: bool = typer.Option(False, "--json", help="One JSON object instead of text."),
 ) -> None:
     """Architecture, parameter counts (total and active per token), dtype and quantization."""
+    _require_torch()
     from agent.backends.local.config import ModelArgs, stored_dtypes
 
     try:
