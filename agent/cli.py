@@ -122,14 +122,17 @@ def root(
             _usage_error(str(exc))
 
     task = print_task
-    if task == "-" or (task is None and not sys.stdin.isatty()):
-        task = sys.stdin.read()
+    piped = sys.stdin is not None and not sys.stdin.isatty()  # CI may run us with no stdin at all
+    if task == "-" or (task is None and piped):
+        task = sys.stdin.read() if sys.stdin is not None else ""
     if task is not None:
         if not task.strip():
             _usage_error("the task is empty")
         from agent.headless import run_headless
 
         raise typer.Exit(run_headless(settings, task, output_format, workspace, resume))
+    if sys.stdin is None:
+        _usage_error("no task and no terminal: give the task with -p TASK (or on stdin)")
     from agent.interactive import run_interactive
 
     raise typer.Exit(run_interactive(settings, workspace, resume))
