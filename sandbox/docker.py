@@ -127,6 +127,7 @@ class DockerSandbox:
             raise SandboxError(f"sandbox root must be an absolute path, not {root!r}")
         client = client or connect()
         require_image(client, image)
+        _reap_unstarted_orphans(client)
         mounts = [
             docker.types.Mount(target, os.path.abspath(source), type="bind")
             for source, target in (binds or {}).items()
@@ -435,6 +436,24 @@ class DockerSandbox:
 
 
 _engine_cpus_by_url: dict[str, int] = {}
+
+
+def _reap_unstarted_orphans(client: docker.DockerClient) -> None:
+    """Removes our containers that a crashed process created but never started.
+
+    A started container goes with its creator (its main process reads the creator's connection),
+    but a creator killed between create and start leaves one in state "created", with no process
+    to end it. Every new sandbox sweeps those up, so a crashed run's debris does not outlive the
+    next run.
+    """
+    created = client.api.containers(all=True, filters={**labels.PROJECT_FILTER, "status": "created"})
+    for container in created:
+        if labels.owner_is_alive((container.get("Labels") or {}).get(labels.OWNER)):
+            continue
+        try:
+            client.api.remove_container(container["Id"], force=True)
+        except docker.errors.APIError:
+            pass  # already going, or removed by someone else's sweep
 
 
 def _engine_cpus(client: docker.DockerClient) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -196,3 +197,17 @@ def test_concurrent_calls_from_threads_stay_in_step(sandbox):
     with ThreadPoolExecutor(max_workers=8) as pool:
         results = list(pool.map(work, range(64)))
     assert results == [(b"shared", f"{n}\n", True) for n in range(64)]
+
+
+def test_a_container_created_by_a_dead_process_but_never_started_is_swept_up(docker_client, base_image):
+    from sandbox import labels
+    from sandbox.docker import DockerSandbox
+
+    dead_owner = f"{socket.gethostname()}:999999999:0"
+    orphan = docker_client.api.create_container(
+        base_image, command="cat", labels={labels.PROJECT: "1", labels.OWNER: dead_owner}
+    )
+    with DockerSandbox.create(base_image, client=docker_client) as sandbox:
+        assert sandbox.exec("true").exit_code == 0
+    remaining = docker_client.api.containers(all=True, filters={"id": orphan["Id"]})
+    assert remaining == []
