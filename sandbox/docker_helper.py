@@ -292,12 +292,14 @@ def write_file(path, data, mode):
             os.fchmod(f.fileno(), mode)
             os.fsync(f.fileno())
         os.replace(temp_path, target)  # atomic: readers see the old or the new file, never half
-    except OSError as e:
+    except BaseException as e:  # Ctrl-C included: never leave the temp file behind
         try:
             os.unlink(temp_path)
         except OSError:
             pass
-        raise os_error("write", path, e) from e
+        if isinstance(e, OSError):
+            raise os_error("write", path, e) from e
+        raise
     fsync_directory(directory)
 
 

@@ -8,16 +8,15 @@ atomic so a crash never leaves a torn file.
 
 from __future__ import annotations
 
-import errno
+import contextlib
 import os
 import select
 import signal
-import stat
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 
+from sandbox import docker_helper as files
 from sandbox.base import ExecResult, FileInfo, SandboxError
 
 # After TERM, how long a process group gets to exit before KILL.
@@ -56,15 +55,6 @@ class CappedOutput:
         if not self.elided:
             return head + tail
         return f"{head}\n[... {self.elided} bytes elided ...]\n{tail}"
-
-
-def _not_a_regular_file(mode: int) -> str | None:
-    """Why read_file refuses a file of this mode: a FIFO, socket or device can block or never end."""
-    if stat.S_ISREG(mode):
-        return None
-    if stat.S_ISDIR(mode):
-        return os.strerror(errno.EISDIR)
-    return "not a regular file (a FIFO, socket or device)"
 
 
 def _kill_group(pgid: int, sig: int) -> None:
@@ -161,114 +151,43 @@ class LocalSandbox:
                 output.add(chunk)
 
     # -- files -----------------------------------------------------------------------------
+    # The same file operations the Docker sandbox's in-container helper runs, so both sandboxes
+    # behave (and word their errors) alike.
 
     def read_file(self, path: str) -> bytes:
-        try:
-            # O_NONBLOCK: opening a FIFO that has no writer would otherwise wait forever.
-            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-        except OSError as e:
-            raise SandboxError(f"cannot read {path}: {e.strerror or e}") from e
-        problem = _not_a_regular_file(os.fstat(fd).st_mode)
-        if problem:
-            os.close(fd)
-            raise SandboxError(f"cannot read {path}: {problem}")
-        with os.fdopen(fd, "rb") as f:
-            try:
-                return f.read()
-            except OSError as e:
-                raise SandboxError(f"cannot read {path}: {e.strerror or e}") from e
+        with _as_sandbox_error():
+            return files.read_file(path)
 
     def write_file(self, path: str, data: bytes, *, mode: int | None = None) -> None:
-        # Write through a symlink to its target, as an editor would.
-        target = os.path.realpath(path)
-        directory = os.path.dirname(target)
-        try:
-            os.makedirs(directory, exist_ok=True)
-            if mode is None:
-                mode = self._existing_mode(target)
-            fd, temp_path = tempfile.mkstemp(
-                dir=directory, prefix=f".{os.path.basename(target)}.", suffix=".tmp"
-            )
-        except OSError as e:
-            raise SandboxError(f"cannot write {path}: {e.strerror or e}") from e
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fchmod(f.fileno(), mode)
-                os.fsync(f.fileno())
-            os.replace(temp_path, target)  # atomic: readers see the old or the new file, never half
-        except BaseException as e:
-            try:
-                os.unlink(temp_path)
-            except OSError:
-                pass
-            if isinstance(e, OSError):
-                raise SandboxError(f"cannot write {path}: {e.strerror or e}") from e
-            raise
-        self._fsync_directory(directory)
-
-    @staticmethod
-    def _existing_mode(path: str) -> int:
-        try:
-            return stat.S_IMODE(os.stat(path).st_mode)
-        except FileNotFoundError:
-            umask = os.umask(0)
-            os.umask(umask)
-            return 0o666 & ~umask
-
-    @staticmethod
-    def _fsync_directory(directory: str) -> None:
-        # Makes the rename itself durable across a power cut.
-        try:
-            fd = os.open(directory, os.O_RDONLY)
-        except OSError:
-            return
-        try:
-            os.fsync(fd)
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
+        with _as_sandbox_error():
+            files.write_file(path, data, mode)
 
     def stat(self, path: str) -> FileInfo | None:
-        try:
-            st = os.lstat(path)
-        except FileNotFoundError:
-            return None
-        except OSError as e:
-            raise SandboxError(f"cannot stat {path}: {e.strerror or e}") from e
-        is_symlink = stat.S_ISLNK(st.st_mode)
-        is_dir = os.path.isdir(path) if is_symlink else stat.S_ISDIR(st.st_mode)
-        return FileInfo(
-            path=path,
-            size=st.st_size,
-            mode=st.st_mode,
-            mtime=st.st_mtime,
-            is_dir=is_dir,
-            is_symlink=is_symlink,
-        )
+        with _as_sandbox_error():
+            info = files.file_info(path)
+        return None if info is None else FileInfo(**info)
 
     def realpath(self, path: str) -> str:
         return os.path.realpath(path)
 
     def listdir(self, path: str) -> list[str]:
-        try:
-            return sorted(os.listdir(path))
-        except OSError as e:
-            raise SandboxError(f"cannot list {path}: {e.strerror or e}") from e
+        with _as_sandbox_error():
+            return files.listdir(path)
 
     def walk(self, path: str) -> Iterator[tuple[str, list[str], list[str]]]:
         return os.walk(path, topdown=True, followlinks=False)
 
     def remove(self, path: str) -> None:
-        try:
-            if os.path.isdir(path) and not os.path.islink(path):
-                os.rmdir(path)
-            else:
-                os.unlink(path)
-        except OSError as e:
-            raise SandboxError(f"cannot remove {path}: {e.strerror or e}") from e
+        with _as_sandbox_error():
+            files.remove(path)
 
     def close(self) -> None:
         pass
+
+
+@contextlib.contextmanager
+def _as_sandbox_error() -> Iterator[None]:
+    try:
+        yield
+    except files.RequestError as e:
+        raise SandboxError(str(e)) from e
