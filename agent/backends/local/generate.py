@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from agent.backends.base import ContextWindowExceeded
+from agent.backends.local.compiled import DecodeStep, compile_decode_step
 from agent.backends.local.model import M2Transformer
 
 
@@ -62,22 +63,22 @@ class Generator:
     ) -> None:
         self.model = model
         # The decode step has static shapes and no host syncs, so it compiles to one graph (opt-in:
-        # compiling takes tens of seconds). On CPU the C++ wrapper removes the per-kernel Python calls;
-        # on CUDA the step is graph-captured. Prefill (varying length) stays eager.
-        self._decode = model
-        if compile:
-            cpu = model.device.type == "cpu"
-            self._decode = torch.compile(
-                model,
-                fullgraph=True,
-                dynamic=False,
-                **({"options": {"cpp_wrapper": True}} if cpu else {"mode": "reduce-overhead"}),
-            )
+        # building it takes tens of seconds, again whenever the cache grows). Prefill (varying length)
+        # stays eager.
+        self.compile = compile
+        self._step: DecodeStep | None = None
+        self._step_cache_len = 0  # the cache size the compiled step was built for
         limit = model.args.max_position_embeddings
         self.max_seq_len = min(max_seq_len or limit, limit)
         self._cached: list[int] = []  # token ids whose K/V are in the cache, in order
         self.reused_tokens = 0
         self.stop_reason = "length"
+
+    def _decode_step(self) -> DecodeStep:
+        if self._step is None or self._step_cache_len != self.model.max_seq_len:
+            self._step = compile_decode_step(self.model)
+            self._step_cache_len = self.model.max_seq_len
+        return self._step
 
     @torch.inference_mode()
     def generate(
@@ -131,6 +132,7 @@ class Generator:
             pos = torch.arange(start, end, device=device)
             logits = model(chunk, pos, kv_len=_bucket(end), last_only=True)[:, -1]
         self._cached = list(prompt_ids)
+        step = self._decode_step() if self.compile and budget > 1 else None
         input_pos = torch.tensor([n], device=device)
         for i in range(budget):
             token = sample(logits, params, generator)
@@ -141,8 +143,9 @@ class Generator:
             yield tid
             if i + 1 == budget:
                 return
-            # Eager: attend over the used part of the cache only; compiled: static shapes.
-            kv_len = None if self._decode is not model else _bucket(n + i + 1)
-            logits = self._decode(token.view(1, 1), input_pos, kv_len=kv_len)[:, -1]
+            if step is None:  # eager: attend over the used part of the cache only
+                logits = model(token.view(1, 1), input_pos, kv_len=_bucket(n + i + 1))[:, -1]
+            else:
+                logits = step(token.view(1, 1), input_pos)[:, -1]
             self._cached.append(tid)  # its K/V are now in the cache
             input_pos += 1

@@ -25,25 +25,47 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     return F.rms_norm(x, (x.shape[-1],), eps=eps) * weight
 
 
-def rope_tables(args: ModelArgs, max_seq_len: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Tables for rope(x) = x * cos + x[..., swap] * sin over whole heads.
+def linear(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """F.linear, except for a 16-bit mat-vec (one token) in a compiled graph: there a multiply-and-reduce
+    that the compiler fuses into one vectorized pass over w. oneDNN's bf16 mat-vec is several times slower
+    than that on CPU; in fp32 the BLAS call is as fast, so it stays."""
+    if x.shape[:-1].numel() == 1 and w.dtype != torch.float32 and torch.compiler.is_compiling():
+        return (w * x.reshape(1, -1)).sum(-1).view(*x.shape[:-1], w.shape[0])
+    return F.linear(x, w)
+
+
+def rope_tables(args: ModelArgs, max_seq_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Tables for rope(x) = x * cos + swap_halves(x) * sin over whole heads.
 
     Within the first rotary_dim dims, dim j pairs with j + rotary_dim/2 (rotate-half), inv_freq[j] =
-    theta^(-2j/rotary_dim); `swap` exchanges the two halves and `sin` carries rotate-half's minus sign.
-    The remaining dims pass through: cos = 1, sin = 0 there."""
-    rd, hd, half = args.rotary_dim, args.head_dim, args.rotary_dim // 2
+    theta^(-2j/rotary_dim); `sin` carries rotate-half's minus sign. The remaining dims pass through:
+    cos = 1, sin = 0 there."""
+    rd, hd = args.rotary_dim, args.head_dim
     inv_freq = 1.0 / (args.rope_theta ** (torch.arange(0, rd, 2, dtype=torch.float32) / rd))
     freqs = torch.arange(max_seq_len, dtype=torch.float32)[:, None] * inv_freq[None, :]
     cos, sin = torch.ones(max_seq_len, hd), torch.zeros(max_seq_len, hd)
     cos[:, :rd] = torch.cat((freqs, freqs), dim=-1).cos()
     sin[:, :rd] = torch.cat((-freqs.sin(), freqs.sin()), dim=-1)
-    swap = torch.cat((torch.arange(half, rd), torch.arange(half), torch.arange(rd, hd)))
-    return cos, sin, swap
+    return cos, sin
 
 
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, swap: torch.Tensor) -> torch.Tensor:
-    """x [B, T, heads, head_dim]; cos/sin [T, 1, head_dim] for these positions."""
-    return torch.addcmul(x * cos, x.index_select(-1, swap), sin)
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, rotary_dim: int) -> torch.Tensor:
+    """x [B, T, heads, head_dim]; cos/sin [T, 1, head_dim] for these positions. The two rotary halves
+    swap places by slicing (not a gather: the compiler vectorizes slices, not index lookups)."""
+    half = rotary_dim // 2
+    swapped = torch.cat((x[..., half:rotary_dim], x[..., :half], x[..., rotary_dim:]), dim=-1)
+    return torch.addcmul(x * cos, swapped, sin)
+
+
+def decode_attention(q, k, v, mask, scale):
+    """One query token in a compiled graph: plain math the compiler fuses (SDPA's CPU kernel costs tens of
+    microseconds of setup per call). q [1, H, 1, D], k/v [1, KV, S, D], mask [1, S]."""
+    kv_heads, group = k.shape[1], q.shape[1] // k.shape[1]
+    qg = q.view(kv_heads, group, 1, q.shape[-1]).float()
+    scores = (qg * k.view(kv_heads, 1, -1, k.shape[-1]).float()).sum(-1) * scale  # [KV, G, S]
+    probs = scores.masked_fill(~mask, float("-inf")).softmax(-1)
+    y = (probs[..., None] * v.view(kv_heads, 1, -1, v.shape[-1]).float()).sum(-2)  # [KV, G, D]
+    return y.to(q.dtype).view(1, q.shape[1], 1, q.shape[-1])
 
 
 class KVCache(nn.Module):
@@ -75,18 +97,22 @@ class Attention(nn.Module):
     def forward(self, x, rope, mask, input_pos, kv_len):
         a = self.args
         b, t, _ = x.shape
-        q, k, v = F.linear(x, self.wqkv).split([a.q_dim, a.kv_dim, a.kv_dim], dim=-1)
+        q, k, v = linear(x, self.wqkv).split([a.q_dim, a.kv_dim, a.kv_dim], dim=-1)
         # QK-norm over the whole flattened q (and k), before the split into heads and before RoPE.
         q, k = rms_norm(q, self.q_norm, a.rms_norm_eps), rms_norm(k, self.k_norm, a.rms_norm_eps)
-        qk = apply_rope(torch.cat((q, k), dim=-1).view(b, t, a.num_heads + a.num_kv_heads, a.head_dim), *rope)
+        qk = torch.cat((q, k), dim=-1).view(b, t, a.num_heads + a.num_kv_heads, a.head_dim)
+        qk = apply_rope(qk, *rope, a.rotary_dim)
         q, k = qk.transpose(1, 2).split([a.num_heads, a.num_kv_heads], dim=1)
         v = v.view(b, t, a.num_kv_heads, a.head_dim).transpose(1, 2)
         k, v = self.kv_cache.update(input_pos, k, v, kv_len)
         # Query head i reads KV head i // (heads / kv_heads): SDPA's enable_gqa grouping.
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, scale=a.head_dim**-0.5, enable_gqa=a.num_heads != a.num_kv_heads
-        )
-        return F.linear(y.transpose(1, 2).reshape(b, t, a.q_dim), self.wo)
+        if b * t == 1 and torch.compiler.is_compiling():
+            y = decode_attention(q, k, v, mask, a.head_dim**-0.5)
+        else:
+            y = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, scale=a.head_dim**-0.5, enable_gqa=a.num_heads != a.num_kv_heads
+            )
+        return linear(y.transpose(1, 2).reshape(b, t, a.q_dim), self.wo)
 
 
 class MoE(nn.Module):
@@ -155,11 +181,10 @@ class M2Transformer(nn.Module):
                 grown.k[:batch, :, :length].copy_(old.k)
                 grown.v[:batch, :, :length].copy_(old.v)
             layer.attn.kv_cache = grown
-        cos, sin, swap = rope_tables(a, max_seq_len)
+        cos, sin = rope_tables(a, max_seq_len)
         # Computed in fp32, applied in the activation dtype (as the reference does).
         self.register_buffer("rope_cos", cos.to(device=device, dtype=dtype), persistent=False)
         self.register_buffer("rope_sin", sin.to(device=device, dtype=dtype), persistent=False)
-        self.register_buffer("rope_swap", swap.to(device), persistent=False)
         self.register_buffer("cache_pos", torch.arange(max_seq_len, device=device), persistent=False)
         self.max_seq_len, self.max_batch = max_seq_len, max_batch
 
@@ -176,11 +201,11 @@ class M2Transformer(nn.Module):
         Attention reads the first kv_len cache positions (all when None; the caller knows an upper
         bound of the positions, so this costs no host sync)."""
         x = F.embedding(idx, self.embed)
-        rope = (self.rope_cos[input_pos][:, None], self.rope_sin[input_pos][:, None], self.rope_swap)
+        rope = (self.rope_cos[input_pos][:, None], self.rope_sin[input_pos][:, None])
         mask = self.cache_pos[None, :kv_len] <= input_pos[:, None]  # causal over the static cache
         for layer in self.layers:
             x = layer(x, rope, mask, input_pos, kv_len)
         if last_only:
             x = x[:, -1:]
-        logits = F.linear(rms_norm(x, self.norm, self.args.rms_norm_eps), self.lm_head)
+        logits = linear(rms_norm(x, self.norm, self.args.rms_norm_eps), self.lm_head)
         return logits if logits.dtype == torch.float32 else logits.float()
