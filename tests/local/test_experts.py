@@ -1,4 +1,4 @@
-"""Router and both expert paths against the naive per-expert loop, including lopsided routing."""
+"""Router and the expert paths against the naive per-expert loop, including lopsided routing."""
 
 from __future__ import annotations
 
@@ -9,13 +9,14 @@ from agent.backends.local.experts import (
     experts_gathered,
     experts_grouped,
     experts_indexed,
+    experts_looped,
     route,
     run_experts,
 )
 from tests.local.reference import moe_reference
 
 E, H, INTER, K = 8, 48, 24, 3
-PATHS = [experts_grouped, experts_gathered, experts_indexed, run_experts]
+PATHS = [experts_grouped, experts_looped, experts_gathered, experts_indexed, run_experts]
 
 
 def experts(dtype, seed=0):
@@ -63,6 +64,19 @@ def test_uneven_routing(path):
     idx1, w1col = torch.full((33, 1), 6), torch.ones(33, 1)
     torch.testing.assert_close(
         path(x, w1col, idx1, w13, w2), moe_reference(x, w1col, idx1, w1, w3, w2), **TOL[torch.float32]
+    )
+
+
+@pytest.mark.parametrize("n", [1, 40])
+def test_dispatch_above_the_gather_limit(n, monkeypatch):
+    """Above the gather limit run_experts takes the grouped path (decode) or the looped one (CPU prefill)."""
+    import agent.backends.local.experts as experts_module
+
+    monkeypatch.setattr(experts_module, "GATHER_LIMIT_BYTES", 0)
+    w1, w3, w2, w13 = experts(torch.float32, seed=4)
+    x, w, idx = routed(n, seed=5)
+    torch.testing.assert_close(
+        run_experts(x, w, idx, w13, w2), moe_reference(x, w, idx, w1, w3, w2), **TOL[torch.float32]
     )
 
 
