@@ -31,6 +31,7 @@ class Settings(BaseModel):
     base_url: str | None = None
     api_key_env: str | None = None
     replay: str | None = None  # the file for --backend replay
+    local_compile: bool = False  # --backend local: build the compiled decode step first (slow start)
     permission_mode: Literal["ask", "auto-edit", "full-auto"] | None = None  # None: per run kind, below
     interactive_permission_mode: Literal["ask", "auto-edit", "full-auto"] = "ask"
     ci_permission_mode: Literal["ask", "auto-edit", "full-auto"] = "auto-edit"

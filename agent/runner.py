@@ -46,7 +46,7 @@ def make_backend(settings: Settings) -> Backend:
 
         if not settings.model:
             raise BackendError("--backend local needs --model DIR (a checkpoint directory)")
-        return LocalBackend(settings.model)
+        return LocalBackend(settings.model, compile=settings.local_compile)
     from agent.backends.remote.cli import make_backend as make_remote
 
     return make_remote(

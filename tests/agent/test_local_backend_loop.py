@@ -11,11 +11,15 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.agent.helpers import make_buggy_repo
 from tests.local.scripted import build_scripted_checkpoint
 
 
-def test_local_backend_drives_the_loop(tmp_path):
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+def test_local_backend_drives_the_loop(tmp_path, compiled):
+    """The compiled variant decodes through the ahead-of-time compiled step (`local_compile`)."""
     checkpoint = build_scripted_checkpoint(tmp_path / "ckpt", max_positions=32768)
     repo = make_buggy_repo(tmp_path)
     proc = subprocess.run(
@@ -38,7 +42,12 @@ def test_local_backend_drives_the_loop(tmp_path):
         capture_output=True,
         text=True,
         timeout=600,
-        env={**os.environ, "MMX_AGENT_TEMPERATURE": "0.01", "MMX_AGENT_TOP_K": "1"},
+        env={
+            **os.environ,
+            "MMX_AGENT_TEMPERATURE": "0.01",
+            "MMX_AGENT_TOP_K": "1",
+            "MMX_AGENT_LOCAL_COMPILE": json.dumps(compiled),
+        },
     )
     events = [json.loads(line) for line in proc.stdout.splitlines()]
     assert events and events[-1]["type"] == "final_result", proc.stderr
@@ -51,3 +60,15 @@ def test_local_backend_drives_the_loop(tmp_path):
     usage = [e for e in events if e["type"] == "usage"]
     assert usage[1]["cached_tokens"] > 0  # the second round reused the first round's KV cache
     assert events[-1]["status"] == "loop_detected" and proc.returncode == 3
+
+
+def test_local_compile_setting_reaches_the_generator(tmp_path):
+    from agent.config import load_settings
+    from agent.runner import make_backend
+
+    checkpoint = build_scripted_checkpoint(tmp_path / "ckpt", max_positions=32768)
+    environ = {"MMX_AGENT_LOCAL_COMPILE": "true"}
+    settings = load_settings(tmp_path, {"backend": "local", "model": str(checkpoint)}, environ=environ)
+    assert make_backend(settings).lm.generator.compile is True
+    settings = load_settings(tmp_path, {"backend": "local", "model": str(checkpoint)}, environ={})
+    assert make_backend(settings).lm.generator.compile is False
