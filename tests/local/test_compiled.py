@@ -77,3 +77,19 @@ def test_compiled_bf16_step_stays_close_to_eager(random_checkpoint):
 def test_compiling_needs_a_cache(random_checkpoint):
     with pytest.raises(RuntimeError, match="caches"):
         compile_decode_step(load_model(random_checkpoint, dtype="float32"))
+
+
+def test_a_failed_build_falls_back_to_eager_decoding(random_checkpoint, monkeypatch):
+    """No C++ compiler, an export the model cannot pass: the answer still comes, eagerly, with a warning."""
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("no C++ compiler found")
+
+    monkeypatch.setattr(torch.export, "export", fail)
+    model = load_model(random_checkpoint, dtype="float32")
+    gen = Generator(model, compile=True)
+    with pytest.warns(UserWarning, match="decoding eagerly: no C\\+\\+ compiler"):
+        out = list(gen.generate(list(range(10, 20)), 6, GREEDY))
+    assert gen.compile is False and out == eager_greedy(
+        load_model(random_checkpoint, dtype="float32"), list(range(10, 20)), 6
+    )

@@ -6,6 +6,7 @@ to stream it and to check for the stop marker.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -74,9 +75,16 @@ class Generator:
         self.reused_tokens = 0
         self.stop_reason = "length"
 
-    def _decode_step(self) -> DecodeStep:
+    def _decode_step(self) -> DecodeStep | None:
+        """The compiled step for the current cache size; None (decode eagerly) when it cannot be built,
+        e.g. no C++ compiler: slower, but the answer still comes."""
         if self._step is None or self._step_cache_len != self.model.max_seq_len:
-            self._step = compile_decode_step(self.model)
+            try:
+                self._step = compile_decode_step(self.model)
+            except Exception as exc:  # noqa: BLE001 - any build failure has the same remedy
+                self.compile = False
+                warnings.warn(f"compiled decode step unavailable, decoding eagerly: {exc}", stacklevel=3)
+                return None
             self._step_cache_len = self.model.max_seq_len
         return self._step
 
