@@ -1,10 +1,11 @@
 """The M2 mixture of experts: sigmoid router and the ways to run the chosen experts.
 
 Expert weights are stacked after loading: `w13` [E, 2*I, H] (rows 0..I-1 are w1 = gate, rows I.. are
-w3 = up) and `w2` [E, H, I], i.e. [E, out, in] like nn.Linear. No path loops over tokens in Python or
-reads a device value on the host, so a decode step stays capturable as a GPU graph:
+w3 = up) and `w2` [E, H, I], i.e. [E, out, in] like nn.Linear. No path loops over tokens in Python, and
+none but the CPU prefill one reads a device value on the host, so a decode step stays capturable as a
+GPU graph:
 
-- `experts_looped` (CPU prefill): the same sort, then one pair of matmuls per expert that has rows, each
+- `experts_looped` (CPU prefill): rows sorted as in `experts_grouped`, then a matmul pair per busy expert, each
   scattered into an fp32 accumulator as it finishes. It reads the row counts on the host, which an eager
   CPU prefill can afford, and keeps no full-size temporaries (rows, outputs) beside the accumulator.
 - `experts_grouped` (decode of large experts, GPU prefill): sort the (token, slot) pairs by expert, one
@@ -18,9 +19,10 @@ reads a device value on the host, so a decode step stays capturable as a GPU gra
 Measured with torch 2.13 on the 2-core Xeon (AMX) dev box (benchmarks/moe_layer.py for real width):
 real-width 1-token decode, grouped ~13-18 GB/s of expert weights in bf16, ~30 GB/s in fp32, while
 gathering runs at 1-7 GB/s (the copy lands on fresh pages); 1024-token prefill in bf16 (weights streamed
-from DRAM), looped 7.4-8.4 GB/s against grouped 6.0-7.0 GB/s in the same runs (CPU grouped_mm is a
-loop of the same matmuls plus full-size copies). Small experts (the `small` preset, E=32): gathered beats grouped in bf16 (~216 vs ~540 us; the
-CPU grouped_mm pays a per-expert cost for all E experts) and grouped wins in fp32 above ~1 MB gathered.
+from DRAM), looped 7.3-12.2 GB/s against grouped 5.6-7.9 GB/s in the same runs (CPU grouped_mm is a
+loop of the same matmuls plus full-size copies). Small experts (the `small` preset, E=32): gathered
+beats grouped in bf16 (~216 vs ~540 us; the CPU grouped_mm pays a per-expert cost for all E experts)
+and grouped wins in fp32 above ~1 MB gathered.
 """
 
 from __future__ import annotations
