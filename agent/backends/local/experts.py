@@ -5,9 +5,9 @@ w3 = up) and `w2` [E, H, I], i.e. [E, out, in] like nn.Linear. No path loops ove
 none but the CPU prefill one reads a device value on the host, so a decode step stays capturable as a
 GPU graph:
 
-- `experts_looped` (CPU prefill): rows sorted as in `experts_grouped`, then a matmul pair per busy expert, each
-  scattered into an fp32 accumulator as it finishes. It reads the row counts on the host, which an eager
-  CPU prefill can afford, and keeps no full-size temporaries (rows, outputs) beside the accumulator.
+- `experts_looped` (CPU prefill): rows sorted as in `experts_grouped`, then a matmul pair per busy
+  expert, each scattered into an fp32 accumulator as it finishes. It reads the row counts on the host,
+  which an eager CPU prefill can afford, and keeps no full-size temporaries beside the accumulator.
 - `experts_grouped` (decode of large experts, GPU prefill): sort the (token, slot) pairs by expert, one
   grouped GEMM per projection over the contiguous per-expert row blocks (`F.grouped_mm` skips experts
   with no rows, so only chosen experts' weights are read), scatter back with the routing weights
