@@ -14,9 +14,8 @@ from agent.backends.events import BackendEvent, StreamEnd
 from agent.backends.m2.parse import CompletionParser
 from agent.backends.m2.render import RenderError, render_prompt
 from agent.backends.messages import Message
-from agent.backends.remote.http import RemoteBackend, TokenCounts
-from agent.backends.remote.openai_chat import raise_for_payload_error, usage_counts
-from agent.backends.remote.sse import SseEvent, json_payloads
+from agent.backends.remote.http import RemoteBackend
+from agent.backends.remote.openai_chat import ChoiceDecoder
 
 END_OF_TURN = "[e~["
 RENDERED_PROMPT = "rendered_prompt"  # the reasoning mode: ours, in the prompt we render
@@ -60,51 +59,18 @@ class CompletionsBackend(RemoteBackend):
         return CompletionDecoder(tools)
 
 
-class CompletionDecoder:
+class CompletionDecoder(ChoiceDecoder):
     def __init__(self, tools: list[dict[str, Any]]) -> None:
+        super().__init__()
         self._parser = CompletionParser(tools or None)
-        self._finish_reason: str | None = None
-        self.counts = TokenCounts()
-        self.done = False
-        self.ended = False
-        self.stop_reason = "stop"
 
-    def feed(self, event: SseEvent) -> list[BackendEvent]:
-        if event.data.strip() == "[DONE]":
-            self.done = True
-            return []
-        out: list[BackendEvent] = []
-        for chunk in json_payloads(event.data):
-            out += self._chunk(chunk)
-        return out
-
-    def feed_response(self, body: dict[str, Any]) -> list[BackendEvent]:
-        out = self._chunk(body)
-        self.done = True
-        return out
-
-    def _chunk(self, chunk: dict[str, Any]) -> list[BackendEvent]:
-        raise_for_payload_error(chunk)
-        if isinstance(chunk.get("usage"), dict):
-            self.counts = usage_counts(chunk["usage"])
-        out: list[BackendEvent] = []
-        for choice in chunk.get("choices") or []:
-            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
-                continue
-            text = choice.get("text")
-            if isinstance(text, str) and text:
-                out += self._parser.feed(text)
-            if choice.get("finish_reason"):
-                self._finish_reason = choice["finish_reason"]
-                self.ended = True
-        return out
+    def _choice(self, choice: dict[str, Any], whole: bool) -> list[BackendEvent]:
+        text = choice.get("text")
+        return self._parser.feed(text) if isinstance(text, str) and text else []
 
     def finish(self) -> list[BackendEvent]:
         out = [e for e in self._parser.finish() if not isinstance(e, StreamEnd)]
-        if self._parser.tool_calls:
-            self.stop_reason = "tool_calls"
-        elif self._finish_reason == "length":
-            self.stop_reason = "length"
+        self._set_stop_reason(bool(self._parser.tool_calls))
         return out
 
     def reasoning_mode(self) -> str | None:

@@ -184,12 +184,63 @@ class _CallSlot:
         return ToolCallEvent(name=self.name, arguments=arguments, id=self.id)
 
 
-class ChatStreamDecoder:
+class ChoiceDecoder:
+    """What chat and raw completions share: OpenAI-style chunks (SSE `data:` lines ending with `[DONE]`, or
+    one whole response) carry errors, usage and choice 0's finish reason; a subclass turns choice 0 into
+    events and sets `stop_reason` from what it parsed."""
+
+    def __init__(self) -> None:
+        self._finish_reason: str | None = None
+        self.counts = TokenCounts()
+        self.done = False
+        self.ended = False
+        self.stop_reason = "stop"
+
+    def feed(self, event: SseEvent) -> list[BackendEvent]:
+        if event.data.strip() == "[DONE]":
+            self.done = True
+            return []
+        out: list[BackendEvent] = []
+        for chunk in json_payloads(event.data):
+            out += self._chunk(chunk, whole=False)
+        return out
+
+    def feed_response(self, body: dict[str, Any]) -> list[BackendEvent]:
+        out = self._chunk(body, whole=True)
+        self.done = True
+        return out
+
+    def _chunk(self, chunk: dict[str, Any], whole: bool) -> list[BackendEvent]:
+        raise_for_payload_error(chunk)
+        if isinstance(chunk.get("usage"), dict):
+            self.counts = usage_counts(chunk["usage"])
+        out: list[BackendEvent] = []
+        for choice in chunk.get("choices") or []:
+            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                continue  # we ask for one choice; ignore any other
+            out += self._choice(choice, whole)
+            if choice.get("finish_reason"):
+                self._finish_reason = choice["finish_reason"]
+                self.ended = True
+        return out
+
+    def _choice(self, choice: dict[str, Any], whole: bool) -> list[BackendEvent]:
+        raise NotImplementedError
+
+    def _set_stop_reason(self, called_tools: bool) -> None:
+        if called_tools:
+            self.stop_reason = "tool_calls"
+        elif self._finish_reason == "length":
+            self.stop_reason = "length"
+
+
+class ChatStreamDecoder(ChoiceDecoder):
     """One attempt's chat-completion chunks in, events out."""
 
     def __init__(
         self, tools: list[dict[str, Any]], forced_mode: str | None = None, bare: bool = False
     ) -> None:
+        super().__init__()
         self._tools = tools or None  # no tools: do not reject XML calls by name
         self._forced = forced_mode
         self.bare = bare  # the server sends M2's raw text: reasoning first, with no <think> before it
@@ -201,42 +252,11 @@ class ChatStreamDecoder:
         self._parser: CompletionParser | None = None
         self._calls: dict[int, _CallSlot] = {}
         self._last_index: int | None = None
-        self._finish_reason: str | None = None
-        self.counts = TokenCounts()
-        self.done = False
-        self.ended = False
-        self.stop_reason = "stop"
 
     # ------------------------------------------------------------------ input
-    def feed(self, event: SseEvent) -> list[BackendEvent]:
-        if event.data.strip() == "[DONE]":
-            self.done = True
-            return []
-        out: list[BackendEvent] = []
-        for chunk in json_payloads(event.data):
-            out += self._chunk(chunk, "delta")
-        return out
-
-    def feed_response(self, body: dict[str, Any]) -> list[BackendEvent]:
-        out = self._chunk(body, "message")
-        self.done = True
-        return out
-
-    def _chunk(self, chunk: dict[str, Any], key: str) -> list[BackendEvent]:
-        raise_for_payload_error(chunk)
-        if isinstance(chunk.get("usage"), dict):
-            self.counts = usage_counts(chunk["usage"])
-        out: list[BackendEvent] = []
-        for choice in chunk.get("choices") or []:
-            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
-                continue  # we ask for one choice; ignore any other
-            delta = choice.get(key) or choice.get("delta") or {}
-            if isinstance(delta, dict):
-                out += self._delta(delta, whole=key == "message")
-            if choice.get("finish_reason"):
-                self._finish_reason = choice["finish_reason"]
-                self.ended = True
-        return out
+    def _choice(self, choice: dict[str, Any], whole: bool) -> list[BackendEvent]:
+        delta = choice.get("message" if whole else "delta") or choice.get("delta") or {}
+        return self._delta(delta, whole) if isinstance(delta, dict) else []
 
     def _delta(self, delta: dict[str, Any], whole: bool) -> list[BackendEvent]:
         out: list[BackendEvent] = []
@@ -353,10 +373,9 @@ class ChatStreamDecoder:
         if self._parser is not None:
             out += [e for e in self._parser.finish() if not isinstance(e, StreamEnd)]
         out += [self._calls[i].event() for i in sorted(self._calls)]
-        if any(isinstance(e, ToolCallEvent) for e in out) or (self._parser and self._parser.tool_calls):
-            self.stop_reason = "tool_calls"
-        elif self._finish_reason == "length":
-            self.stop_reason = "length"
+        self._set_stop_reason(
+            any(isinstance(e, ToolCallEvent) for e in out) or bool(self._parser and self._parser.tool_calls)
+        )
         return out
 
     def reasoning_mode(self) -> str | None:
