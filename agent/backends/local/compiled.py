@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from agent.backends.local import cpu_kernels
 from agent.backends.local.model import M2Transformer
 
 DecodeStep = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -47,7 +48,7 @@ def _aot_cpu_step(model: M2Transformer) -> DecodeStep:
             package = torch._inductor.aoti_compile_and_package(
                 program,
                 package_path=str(Path(tmp) / "decode.pt2"),
-                inductor_configs={"aot_inductor.package_constants_in_so": False},
+                inductor_configs=_inductor_configs(),
             )
             runner = torch._inductor.aoti_load_package(package)  # loads the library; the file can go
     tensors = dict(model.named_parameters()) | dict(model.named_buffers())
@@ -61,3 +62,10 @@ def _aot_cpu_step(model: M2Transformer) -> DecodeStep:
         return runner(token, input_pos)
 
     return step
+
+
+def _inductor_configs() -> dict:
+    configs = {"aot_inductor.package_constants_in_so": False}
+    if cpu_kernels.enabled() and cpu_kernels.available():
+        configs["aot_inductor.custom_ops_to_c_shims"] = cpu_kernels.c_shims()
+    return configs

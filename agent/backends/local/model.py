@@ -4,9 +4,11 @@ Per layer: pre-norm attention with full-width QK-norm before RoPE, partial rotat
 a sigmoid-routed mixture of SwiGLU experts. A static KV cache is written at `input_pos`; the forward pass
 reads nothing back to the host, so a decode step can be graph-captured.
 
-At batch-1 decode the cost on CPU is the number of ops, not the arithmetic, so weights are plain
-Parameters used through F.linear (no nn.Linear/nn.Module per projection), q and k share one RoPE call,
-and no-op dtype casts are skipped. `Generator(compile=True)` compiles the decode step.
+At batch-1 decode the cost on CPU is the number of ops and the rate at which weights stream in, not the
+arithmetic. So weights are plain Parameters (no nn.Linear/nn.Module per projection), q and k share one
+RoPE call, no-op dtype casts are skipped, and on the CPU a few tokens (decode, short prefill chunks) go
+through our C++ kernels (cpu_kernels.py): the projections, the whole MoE block, and one-token attention.
+`Generator(compile=True)` compiles the decode step around those kernels.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from agent.backends.local import cpu_kernels
 from agent.backends.local.config import ModelArgs
 from agent.backends.local.experts import route, run_experts
 
@@ -26,9 +29,11 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
 
 
 def linear(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """F.linear, except for a 16-bit mat-vec (one token) in a compiled graph: there a multiply-and-reduce
-    that the compiler fuses into one vectorized pass over w. oneDNN's bf16 mat-vec is several times slower
-    than that on CPU; in fp32 the BLAS call is as fast, so it stays."""
+    """F.linear, except for one token: on the CPU our mat-vec kernel (cpu_kernels.py); elsewhere, for 16-bit
+    weights in a compiled graph, a multiply-and-reduce that the compiler fuses into one pass over w
+    (oneDNN's bf16 mat-vec is several times slower than either)."""
+    if cpu_kernels.usable(x.shape[:-1].numel(), x, w):
+        return torch.ops.mmx.matvec(x, w)
     if x.shape[:-1].numel() == 1 and w.dtype != torch.float32 and torch.compiler.is_compiling():
         return (w * x.reshape(1, -1)).sum(-1).view(*x.shape[:-1], w.shape[0])
     return F.linear(x, w)
@@ -106,7 +111,10 @@ class Attention(nn.Module):
         v = v.view(b, t, a.num_kv_heads, a.head_dim).transpose(1, 2)
         k, v = self.kv_cache.update(input_pos, k, v, kv_len)
         # Query head i reads KV head i // (heads / kv_heads): SDPA's enable_gqa grouping.
-        if b * t == 1 and torch.compiler.is_compiling():
+        if cpu_kernels.usable(b * t, q, k, limit=1):  # reads only the cache rows this token may see
+            cache = self.kv_cache
+            y = torch.ops.mmx.decode_attention(q, cache.k, cache.v, input_pos, a.head_dim**-0.5)
+        elif b * t == 1 and torch.compiler.is_compiling():
             y = decode_attention(q, k, v, mask, a.head_dim**-0.5)
         else:
             y = F.scaled_dot_product_attention(
@@ -130,6 +138,9 @@ class MoE(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat = x.view(-1, x.shape[-1])
+        if cpu_kernels.usable(flat.shape[0], flat, self.w13):  # routing and experts in one kernel call
+            args = (self.gate, self.correction_bias, self.w13, self.w2, self.top_k)
+            return torch.ops.mmx.moe_decode(flat, *args).view(x.shape)
         weights, idx = route(flat, self.gate, self.correction_bias, self.top_k)
         return run_experts(flat, weights, idx, self.w13, self.w2).view(x.shape)
 

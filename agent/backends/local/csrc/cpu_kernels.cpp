@@ -1,0 +1,466 @@
+// CPU kernels for decoding a token or a few: a mat-vec and the whole MoE block (route + experts).
+//
+// At batch-1 decode every weight is read once per token, so the work is a chain of mat-vecs whose speed
+// is the rate at which weights stream in. torch's paths lose that rate in two places: oneDNN's bf16 M=1
+// matmul, and the per-op cost of the ~10 small ops of routing and expert selection. These kernels read
+// each weight row once with several rows (and so several accumulator chains) in flight, and run the MoE
+// block as one call. Weights are fp32 or bf16; accumulation is fp32; results are rounded to the weight
+// dtype at the points where the PyTorch path rounds them (model.py, experts.py).
+//
+// Built on first use by agent/backends/local/cpu_kernels.py (torch.utils.cpp_extension, -march=native).
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/csrc/inductor/aoti_torch/utils.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <numeric>
+#include <vector>
+
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
+
+namespace {
+
+using f32x16 = float __attribute__((vector_size(64)));
+using u16x16 = uint16_t __attribute__((vector_size(32)));
+using u32x16 = uint32_t __attribute__((vector_size(64)));
+
+inline f32x16 load16(const float* p) {
+  f32x16 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+// bf16 is the top half of an fp32: widen to 32 bits and shift.
+inline f32x16 load16(const at::BFloat16* p) {
+#ifdef __AVX512F__
+  __m512i w = _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 16);
+  return reinterpret_cast<f32x16>(_mm512_castsi512_ps(w));
+#else
+  u16x16 h;
+  std::memcpy(&h, p, sizeof h);
+  u32x16 w = __builtin_convertvector(h, u32x16) << 16;
+  f32x16 v;
+  std::memcpy(&v, &w, sizeof v);
+  return v;
+#endif
+}
+
+inline float hsum(f32x16 v) {
+#ifdef __AVX512F__
+  return _mm512_reduce_add_ps(reinterpret_cast<__m512>(v));
+#else
+  float s = 0.f;
+  for (int i = 0; i < 16; ++i) s += v[i];
+  return s;
+#endif
+}
+
+inline float to_float(float v) { return v; }
+inline float to_float(at::BFloat16 v) { return static_cast<float>(v); }
+
+// Round an fp32 value the way a tensor of dtype T would store it.
+template <typename T>
+inline float round_to(float v) {
+  return static_cast<float>(static_cast<T>(v));
+}
+
+// Blocks of four rows to prefetch ahead. The hardware prefetcher stops at each 4 KB page and restarts
+// slowly, which costs most on the short, randomly chosen expert matrices; a block takes ~60 cycles, so
+// four blocks ahead covers a last-level-cache miss.
+constexpr int64_t kPrefetchBlocks = 4;
+
+// y[r] = w[r, :] . x for r in [begin, end); x is fp32 [k]. Four rows at a time: four independent
+// accumulator chains keep the FMA units busy where one chain would wait on its own latency.
+template <typename T>
+void matvec_rows(const T* w, const float* x, float* y, int64_t k, int64_t begin, int64_t end) {
+  const int64_t kv = k - k % 16;
+  int64_t r = begin;
+  for (; r + 4 <= end; r += 4) {
+    const T* w0 = w + r * k;
+    const T* w1 = w0 + k;
+    const T* w2 = w1 + k;
+    const T* w3 = w2 + k;
+    // Each step below reads 16 elements of 4 rows, sizeof(T) cache lines' worth: fetch as many ahead.
+    const bool ahead = r + 4 * (kPrefetchBlocks + 1) <= end;
+    const char* next = reinterpret_cast<const char*>(w0 + kPrefetchBlocks * 4 * k);
+    f32x16 a0 = {}, a1 = {}, a2 = {}, a3 = {};
+    for (int64_t i = 0; i < kv; i += 16) {
+      if (ahead) {
+        for (int64_t line = 0; line < int64_t(sizeof(T)); ++line) __builtin_prefetch(next + (i / 16 * sizeof(T) + line) * 64);
+      }
+      const f32x16 xv = load16(x + i);
+      a0 += load16(w0 + i) * xv;
+      a1 += load16(w1 + i) * xv;
+      a2 += load16(w2 + i) * xv;
+      a3 += load16(w3 + i) * xv;
+    }
+    float s0 = hsum(a0), s1 = hsum(a1), s2 = hsum(a2), s3 = hsum(a3);
+    for (int64_t i = kv; i < k; ++i) {
+      s0 += to_float(w0[i]) * x[i];
+      s1 += to_float(w1[i]) * x[i];
+      s2 += to_float(w2[i]) * x[i];
+      s3 += to_float(w3[i]) * x[i];
+    }
+    y[r] = s0;
+    y[r + 1] = s1;
+    y[r + 2] = s2;
+    y[r + 3] = s3;
+  }
+  for (; r < end; ++r) {
+    const T* wr = w + r * k;
+    f32x16 a = {};
+    for (int64_t i = 0; i < kv; i += 16) a += load16(wr + i) * load16(x + i);
+    float s = hsum(a);
+    for (int64_t i = kv; i < k; ++i) s += to_float(wr[i]) * x[i];
+    y[r] = s;
+  }
+}
+
+// Split rows among threads in blocks of at least ~64 KB of weights: less is not worth a thread.
+template <typename F>
+void parallel_rows(int64_t rows, int64_t row_bytes, const F& fn) {
+  const int64_t grain = std::max<int64_t>(4, (int64_t{1} << 16) / std::max<int64_t>(row_bytes, 1));
+  at::parallel_for(0, rows, grain, fn);
+}
+
+template <typename T>
+std::vector<float> widen(const T* x, int64_t n) {
+  std::vector<float> out(n);
+  for (int64_t i = 0; i < n; ++i) out[i] = to_float(x[i]);
+  return out;
+}
+
+// ys[t * ld + r] = w[r, :] . xs[t, :] for rows r in [begin, end) and m tokens; xs is fp32 [m, k]. One
+// token takes the four-row kernel; more tokens take each weight row once (from memory) and reuse it
+// from L1 for four tokens at a time, so the weights are read once however many tokens there are.
+template <typename T>
+void matmul_rows(const T* w, const float* xs, int64_t m, float* ys, int64_t ld, int64_t k, int64_t begin,
+                 int64_t end) {
+  if (m == 1) return matvec_rows(w, xs, ys, k, begin, end);
+  const int64_t kv = k - k % 16, row_bytes = k * int64_t(sizeof(T));
+  for (int64_t r = begin; r < end; ++r) {
+    const T* wr = w + r * k;
+    if (r + 4 * kPrefetchBlocks < end) {  // the same distance ahead as matvec_rows
+      const char* next = reinterpret_cast<const char*>(wr + 4 * kPrefetchBlocks * k);
+      for (int64_t line = 0; line < row_bytes; line += 64) __builtin_prefetch(next + line);
+    }
+    int64_t t = 0;
+    for (; t + 4 <= m; t += 4) {
+      const float* x0 = xs + t * k;
+      f32x16 a0 = {}, a1 = {}, a2 = {}, a3 = {};
+      for (int64_t i = 0; i < kv; i += 16) {
+        const f32x16 wv = load16(wr + i);
+        a0 += wv * load16(x0 + i);
+        a1 += wv * load16(x0 + k + i);
+        a2 += wv * load16(x0 + 2 * k + i);
+        a3 += wv * load16(x0 + 3 * k + i);
+      }
+      float s[4] = {hsum(a0), hsum(a1), hsum(a2), hsum(a3)};
+      for (int64_t j = 0; j < 4; ++j) {
+        for (int64_t i = kv; i < k; ++i) s[j] += to_float(wr[i]) * x0[j * k + i];
+        ys[(t + j) * ld + r] = s[j];
+      }
+    }
+    for (; t < m; ++t) {
+      const float* xt = xs + t * k;
+      f32x16 a = {};
+      for (int64_t i = 0; i < kv; i += 16) a += load16(wr + i) * load16(xt + i);
+      float s0 = hsum(a);
+      for (int64_t i = kv; i < k; ++i) s0 += to_float(wr[i]) * xt[i];
+      ys[t * ld + r] = s0;
+    }
+  }
+}
+
+template <typename T>
+void matvec_typed(const at::Tensor& x, const at::Tensor& w, at::Tensor& y) {
+  const int64_t n = w.size(0), k = w.size(1), m = x.numel() / k;
+  const std::vector<float> xf = widen(x.data_ptr<T>(), m * k);
+  std::vector<float> acc(m * n);
+  parallel_rows(n, m * k * int64_t(sizeof(T)), [&](int64_t b, int64_t e) {
+    matmul_rows(w.data_ptr<T>(), xf.data(), m, acc.data(), n, k, b, e);
+  });
+  T* yp = y.data_ptr<T>();
+  for (int64_t i = 0; i < m * n; ++i) yp[i] = static_cast<T>(acc[i]);
+}
+
+void check_weight(const at::Tensor& w, const at::Tensor& x, const char* op, const char* name) {
+  TORCH_CHECK(w.device().is_cpu() && x.device().is_cpu(), op, ": CPU tensors only");
+  TORCH_CHECK(w.is_contiguous(), op, ": ", name, " must be contiguous");
+  TORCH_CHECK(w.scalar_type() == x.scalar_type(), op, ": ", name, " is ", w.scalar_type(), " but x is ", x.scalar_type());
+  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16, op, ": float32 or bfloat16 only, got ",
+              x.scalar_type());
+}
+
+// x [..., k] (a few rows), w [n, k] -> [..., n] in x's dtype, like F.linear(x, w).
+at::Tensor matvec(const at::Tensor& x_in, const at::Tensor& w) {
+  check_weight(w, x_in, "mmx::matvec", "w");
+  TORCH_CHECK(w.dim() == 2 && x_in.dim() >= 1 && x_in.size(-1) == w.size(1), "mmx::matvec: x ", x_in.sizes(),
+              " does not match w ", w.sizes());
+  const at::Tensor x = x_in.contiguous();
+  std::vector<int64_t> shape = x.sizes().vec();
+  shape.back() = w.size(0);
+  at::Tensor y = at::empty(shape, x.options());
+  if (x.scalar_type() == at::kFloat) {
+    matvec_typed<float>(x, w, y);
+  } else {
+    matvec_typed<at::BFloat16>(x, w, y);
+  }
+  return y;
+}
+
+// The tokens one expert serves, with their rows of activations.
+struct ExpertGroup {
+  int64_t expert;
+  std::vector<int64_t> tokens;
+  std::vector<float> weights;  // routing weight of this expert for each token
+  std::vector<float> x, h, act, y;  // [n, H], [n, 2I], [n, I], [n, H]
+};
+
+// Sigmoid router in fp32: the bias only picks the experts; the weights are the picked scores
+// renormalised. Returns the chosen experts' groups in expert order.
+std::vector<ExpertGroup> route(const std::vector<float>& xf, int64_t tokens, const float* gate, const float* bias,
+                               int64_t experts, int64_t hidden, int64_t top_k) {
+  std::vector<float> scores(tokens * experts);
+  parallel_rows(experts, tokens * hidden * 4, [&](int64_t b, int64_t e) {
+    matmul_rows(gate, xf.data(), tokens, scores.data(), experts, hidden, b, e);
+  });
+  std::vector<std::vector<std::pair<int64_t, float>>> served(experts);
+  std::vector<float> choice(experts);
+  std::vector<int64_t> order(experts);
+  for (int64_t t = 0; t < tokens; ++t) {
+    float* s = scores.data() + t * experts;
+    for (int64_t e = 0; e < experts; ++e) {
+      s[e] = 1.f / (1.f + std::exp(-s[e]));
+      choice[e] = bias ? s[e] + bias[e] : s[e];
+    }
+    std::iota(order.begin(), order.end(), 0);
+    std::partial_sort(order.begin(), order.begin() + top_k, order.end(),
+                      [&](int64_t a, int64_t b) { return choice[a] > choice[b] || (choice[a] == choice[b] && a < b); });
+    float total = 0.f;
+    for (int64_t j = 0; j < top_k; ++j) total += s[order[j]];
+    for (int64_t j = 0; j < top_k; ++j) served[order[j]].emplace_back(t, s[order[j]] / total);
+  }
+  std::vector<ExpertGroup> groups;
+  for (int64_t e = 0; e < experts; ++e) {
+    if (served[e].empty()) continue;
+    ExpertGroup g{e, {}, {}, {}, {}, {}, {}};
+    for (const auto& [t, weight] : served[e]) {
+      g.tokens.push_back(t);
+      g.weights.push_back(weight);
+      g.x.insert(g.x.end(), xf.begin() + t * hidden, xf.begin() + (t + 1) * hidden);
+    }
+    groups.push_back(std::move(g));
+  }
+  return groups;
+}
+
+template <typename T>
+void moe_typed(const at::Tensor& x, const at::Tensor& gate, const float* bias, const at::Tensor& w13,
+               const at::Tensor& w2, int64_t top_k, at::Tensor& out) {
+  const int64_t tokens = x.size(0), hidden = x.size(1), experts = w13.size(0), inter = w2.size(2);
+  const T* w13p = w13.data_ptr<T>();
+  const T* w2p = w2.data_ptr<T>();
+  std::vector<ExpertGroup> groups =
+      route(widen(x.data_ptr<T>(), tokens * hidden), tokens, gate.data_ptr<float>(), bias, experts, hidden, top_k);
+  for (auto& g : groups) {
+    const int64_t n = int64_t(g.tokens.size());
+    g.h.resize(n * 2 * inter);
+    g.act.resize(n * inter);
+    g.y.resize(n * hidden);
+  }
+  // Gate and up rows of every chosen expert: one parallel pass over (expert, row), each row read once.
+  const int64_t up_rows = int64_t(groups.size()) * 2 * inter;
+  parallel_rows(up_rows, hidden * int64_t(sizeof(T)), [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e;) {
+      ExpertGroup& g = groups[r / (2 * inter)];
+      const int64_t row = r % (2 * inter), stop = std::min(e, r - row + 2 * inter);
+      matmul_rows(w13p + g.expert * 2 * inter * hidden, g.x.data(), int64_t(g.tokens.size()), g.h.data(), 2 * inter,
+                  hidden, row, row + stop - r);
+      r = stop;
+    }
+  });
+  // SwiGLU, rounded where the PyTorch path rounds: h, silu(gate), and the product.
+  for (auto& g : groups) {
+    for (size_t t = 0; t < g.tokens.size(); ++t) {
+      const float* h = g.h.data() + t * 2 * inter;
+      for (int64_t i = 0; i < inter; ++i) {
+        const float gv = round_to<T>(h[i]), up = round_to<T>(h[inter + i]);
+        g.act[t * inter + i] = round_to<T>(round_to<T>(gv / (1.f + std::exp(-gv))) * up);
+      }
+    }
+  }
+  // Down projections; each thread owns a block of output rows and sums the experts into it in fp32.
+  std::vector<float> acc(tokens * hidden, 0.f);
+  parallel_rows(hidden, int64_t(groups.size()) * inter * int64_t(sizeof(T)), [&](int64_t b, int64_t e) {
+    for (auto& g : groups) {
+      matmul_rows(w2p + g.expert * hidden * inter, g.act.data(), int64_t(g.tokens.size()), g.y.data(), hidden, inter,
+                  b, e);
+      for (size_t t = 0; t < g.tokens.size(); ++t) {
+        float* dst = acc.data() + g.tokens[t] * hidden;
+        for (int64_t i = b; i < e; ++i) dst[i] += g.weights[t] * round_to<T>(g.y[t * hidden + i]);
+      }
+    }
+  });
+  T* outp = out.data_ptr<T>();
+  for (int64_t i = 0; i < tokens * hidden; ++i) outp[i] = static_cast<T>(acc[i]);
+}
+
+// x [N, H] (a few tokens), gate [E, H] fp32, bias [E] fp32 or none, w13 [E, 2I, H] (gate rows, then up
+// rows), w2 [E, H, I] -> [N, H]: route each token to top_k experts and sum their SwiGLU outputs.
+at::Tensor moe_decode(const at::Tensor& x_in, const at::Tensor& gate, const std::optional<at::Tensor>& bias,
+                      const at::Tensor& w13, const at::Tensor& w2, int64_t top_k) {
+  check_weight(w13, x_in, "mmx::moe_decode", "w13");
+  check_weight(w2, x_in, "mmx::moe_decode", "w2");
+  const at::Tensor x = x_in.contiguous();
+  TORCH_CHECK(x.dim() == 2 && w13.dim() == 3 && w2.dim() == 3, "mmx::moe_decode: x [N, H], w13 [E, 2I, H], w2 [E, H, I]");
+  const int64_t experts = w13.size(0), hidden = x.size(1), inter = w2.size(2);
+  TORCH_CHECK(w13.size(1) == 2 * inter && w13.size(2) == hidden && w2.size(0) == experts && w2.size(1) == hidden,
+              "mmx::moe_decode: w13 ", w13.sizes(), " and w2 ", w2.sizes(), " do not fit x ", x.sizes());
+  TORCH_CHECK(gate.scalar_type() == at::kFloat && gate.is_contiguous() && gate.dim() == 2 && gate.size(0) == experts &&
+                  gate.size(1) == hidden,
+              "mmx::moe_decode: gate must be contiguous fp32 [E, H], got ", gate.sizes());
+  TORCH_CHECK(top_k >= 1 && top_k <= experts, "mmx::moe_decode: top_k ", top_k, " out of range for ", experts,
+              " experts");
+  const float* bias_ptr = nullptr;
+  if (bias.has_value()) {
+    TORCH_CHECK(bias->scalar_type() == at::kFloat && bias->is_contiguous() && bias->numel() == experts,
+                "mmx::moe_decode: bias must be contiguous fp32 [E]");
+    bias_ptr = bias->data_ptr<float>();
+  }
+  at::Tensor out = at::empty_like(x);
+  if (x.scalar_type() == at::kFloat) {
+    moe_typed<float>(x, gate, bias_ptr, w13, w2, top_k, out);
+  } else {
+    moe_typed<at::BFloat16>(x, gate, bias_ptr, w13, w2, top_k, out);
+  }
+  return out;
+}
+
+
+// dot(a[0:n], b[0:n]) with a in T and b in fp32.
+template <typename T>
+inline float dot(const T* a, const float* b, int64_t n) {
+  const int64_t nv = n - n % 16;
+  f32x16 acc = {};
+  for (int64_t i = 0; i < nv; i += 16) acc += load16(a + i) * load16(b + i);
+  float s = hsum(acc);
+  for (int64_t i = nv; i < n; ++i) s += to_float(a[i]) * b[i];
+  return s;
+}
+
+template <typename T>
+void attention_typed(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t length, double scale,
+                     at::Tensor& out) {
+  const int64_t heads = q.size(1), kv_heads = k.size(1), dim = q.size(3), group = heads / kv_heads;
+  const int64_t k_head = k.stride(1), k_pos = k.stride(2), v_head = v.stride(1), v_pos = v.stride(2);
+  const T* qp = q.data_ptr<T>();
+  const T* kp = k.data_ptr<T>();
+  const T* vp = v.data_ptr<T>();
+  T* op = out.data_ptr<T>();
+  at::parallel_for(0, heads, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> qf(dim), scores(length), acc(dim);
+    for (int64_t h = begin; h < end; ++h) {
+      const T* kh = kp + (h / group) * k_head;
+      const T* vh = vp + (h / group) * v_head;
+      for (int64_t d = 0; d < dim; ++d) qf[d] = to_float(qp[h * dim + d]);
+      float top = -INFINITY;
+      for (int64_t s = 0; s < length; ++s) {
+        scores[s] = dot(kh + s * k_pos, qf.data(), dim) * static_cast<float>(scale);
+        top = std::max(top, scores[s]);
+      }
+      float total = 0.f;
+      std::fill(acc.begin(), acc.end(), 0.f);
+      for (int64_t s = 0; s < length; ++s) {
+        const float p = std::exp(scores[s] - top);
+        total += p;
+        const T* vs = vh + s * v_pos;
+        for (int64_t d = 0; d < dim; ++d) acc[d] += p * to_float(vs[d]);
+      }
+      for (int64_t d = 0; d < dim; ++d) op[h * dim + d] = static_cast<T>(acc[d] / total);
+    }
+  });
+}
+
+// One query token against a KV cache: q [1, H, 1, D]; k, v [1, KV, S, D] (the whole static cache; rows
+// may be strided); the token sits at position input_pos[0] and sees positions 0..input_pos[0] (the causal
+// mask of one token), so only those cache rows are read. Query head h reads KV head h / (H / KV) (GQA).
+at::Tensor decode_attention(const at::Tensor& q_in, const at::Tensor& k, const at::Tensor& v,
+                            const at::Tensor& input_pos, double scale) {
+  const char* op = "mmx::decode_attention";
+  check_weight(k, q_in, op, "k");
+  check_weight(v, q_in, op, "v");
+  TORCH_CHECK(q_in.dim() == 4 && q_in.size(0) == 1 && q_in.size(2) == 1, op, ": q must be [1, H, 1, D], got ",
+              q_in.sizes());
+  TORCH_CHECK(k.dim() == 4 && k.size(0) == 1 && k.sizes() == v.sizes() && k.size(3) == q_in.size(3) &&
+                  k.stride(3) == 1 && v.stride(3) == 1,
+              op, ": k and v must be [1, KV, S, D] with contiguous rows, got ", k.sizes(), " and ", v.sizes());
+  TORCH_CHECK(q_in.size(1) % k.size(1) == 0, op, ": ", q_in.size(1), " query heads do not group over ", k.size(1),
+              " KV heads");
+  TORCH_CHECK(input_pos.numel() == 1 && input_pos.scalar_type() == at::kLong, op, ": input_pos must be one int64");
+  const int64_t pos = input_pos.item<int64_t>();
+  TORCH_CHECK(pos >= 0 && pos < k.size(2), op, ": position ", pos, " is outside the cache of ", k.size(2));
+  const at::Tensor q = q_in.contiguous();
+  at::Tensor out = at::empty_like(q);
+  if (q.scalar_type() == at::kFloat) {
+    attention_typed<float>(q, k, v, pos + 1, scale, out);
+  } else {
+    attention_typed<at::BFloat16>(q, k, v, pos + 1, scale, out);
+  }
+  return out;
+}
+
+}  // namespace
+
+TORCH_LIBRARY(mmx, m) {
+  m.def("matvec(Tensor x, Tensor w) -> Tensor");
+  m.def("moe_decode(Tensor x, Tensor gate, Tensor? bias, Tensor w13, Tensor w2, int top_k) -> Tensor");
+  m.def("decode_attention(Tensor q, Tensor k, Tensor v, Tensor input_pos, float scale) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(mmx, CPU, m) {
+  m.impl("matvec", &matvec);
+  m.impl("moe_decode", &moe_decode);
+  m.impl("decode_attention", &decode_attention);
+}
+
+// C entry points for the ahead-of-time compiled decode step (compiled.py): AOTInductor calls a custom op
+// through these (named aoti_torch_<device>_<op>) instead of boxing its arguments through the dispatcher.
+using torch::aot_inductor::new_tensor_handle;
+using torch::aot_inductor::pointer_to_optional;
+using torch::aot_inductor::tensor_handle_to_tensor_pointer;
+
+extern "C" {
+
+AOTITorchError aoti_torch_cpu_matvec(AtenTensorHandle x, AtenTensorHandle w, AtenTensorHandle* ret0) {
+  AOTI_TORCH_CONVERT_EXCEPTION_TO_ERROR_CODE(
+      { *ret0 = new_tensor_handle(matvec(*tensor_handle_to_tensor_pointer(x), *tensor_handle_to_tensor_pointer(w))); });
+}
+
+AOTITorchError aoti_torch_cpu_moe_decode(AtenTensorHandle x, AtenTensorHandle gate, AtenTensorHandle* bias,
+                                         AtenTensorHandle w13, AtenTensorHandle w2, int64_t top_k,
+                                         AtenTensorHandle* ret0) {
+  AOTI_TORCH_CONVERT_EXCEPTION_TO_ERROR_CODE({
+    *ret0 = new_tensor_handle(moe_decode(*tensor_handle_to_tensor_pointer(x), *tensor_handle_to_tensor_pointer(gate),
+                                         pointer_to_optional<at::Tensor>(bias), *tensor_handle_to_tensor_pointer(w13),
+                                         *tensor_handle_to_tensor_pointer(w2), top_k));
+  });
+}
+
+AOTITorchError aoti_torch_cpu_decode_attention(AtenTensorHandle q, AtenTensorHandle k, AtenTensorHandle v,
+                                               AtenTensorHandle input_pos, double scale, AtenTensorHandle* ret0) {
+  AOTI_TORCH_CONVERT_EXCEPTION_TO_ERROR_CODE({
+    *ret0 = new_tensor_handle(decode_attention(*tensor_handle_to_tensor_pointer(q), *tensor_handle_to_tensor_pointer(k),
+                                               *tensor_handle_to_tensor_pointer(v),
+                                               *tensor_handle_to_tensor_pointer(input_pos), scale));
+  });
+}
+
+}  // extern "C"

@@ -1,0 +1,152 @@
+"""Our C++ CPU kernels (agent/backends/local/csrc/cpu_kernels.cpp) against independent references: F.linear,
+the naive expert loop with the PyTorch router, SDPA with a causal mask, and the whole model with the
+kernels switched off. Shapes include dims that are not multiples of the kernels' 16-wide vectors or
+4-row blocks, and two threads (the conftest's setting) so the row split runs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from agent.backends.local import cpu_kernels
+from agent.backends.local.compiled import _inductor_configs
+from agent.backends.local.experts import route
+from agent.backends.local.generate import Generator, SamplingParams
+from agent.backends.local.loader import load_model
+from tests.local.reference import moe_reference
+
+DTYPES = [torch.float32, torch.bfloat16]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _built():
+    assert cpu_kernels.available(), "the CPU kernels must build on the CI machine (g++ and ninja)"
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def close(out: torch.Tensor, ref: torch.Tensor, dtype: torch.dtype) -> None:
+    """fp32: summation order only. bf16: the same roundings as PyTorch, so at most one bf16 step apart."""
+    tol = 1e-5 if dtype == torch.float32 else 8e-3
+    scale = max(ref.abs().max().item(), 1.0)
+    diff = (out.float() - ref.float()).abs().max().item()
+    assert diff <= tol * scale, (diff, scale)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("rows", [1, 3, 4, 5, 32])
+@pytest.mark.parametrize("n, k", [(77, 40), (256, 256), (9, 19), (600, 128)])
+def test_matvec_equals_linear(dtype, rows, n, k):
+    x = torch.randn(rows, k, generator=gen(1)).to(dtype)
+    w = torch.randn(n, k, generator=gen(2)).to(dtype)
+    out = torch.ops.mmx.matvec(x.view(1, rows, k), w)
+    assert out.shape == (1, rows, n) and out.dtype == dtype
+    close(out[0], F.linear(x.float(), w.float()), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("tokens", [1, 3, 32])
+@pytest.mark.parametrize("with_bias", [True, False])
+@pytest.mark.parametrize("experts, hidden, inter, top_k", [(32, 256, 128, 4), (5, 40, 19, 3)])
+def test_moe_decode_equals_router_and_expert_loop(dtype, tokens, with_bias, experts, hidden, inter, top_k):
+    g = gen(3)
+    x = torch.randn(tokens, hidden, generator=g).to(dtype)
+    gate = torch.randn(experts, hidden, generator=g) / hidden**0.5  # unsaturated sigmoids: no ties
+    bias = torch.randn(experts, generator=g) * 0.3 if with_bias else None
+    w1, w3 = (torch.randn(experts, inter, hidden, generator=g).to(dtype) / hidden**0.5 for _ in "13")
+    w2 = torch.randn(experts, hidden, inter, generator=g).to(dtype) / inter**0.5
+    weights, idx = route(x, gate, bias, top_k)
+    ref = moe_reference(x, weights, idx, w1, w3, w2)
+    out = torch.ops.mmx.moe_decode(x, gate, bias, torch.cat((w1, w3), dim=1), w2, top_k)
+    assert out.shape == x.shape and out.dtype == dtype
+    close(out, ref, dtype)
+    assert ref.abs().max() > 0.1
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("heads, kv_heads, dim", [(8, 2, 32), (6, 3, 20)])
+@pytest.mark.parametrize("position", [0, 37, 63])
+def test_decode_attention_equals_causal_sdpa(dtype, heads, kv_heads, dim, position):
+    g = gen(4)
+    q = torch.randn(1, heads, 1, dim, generator=g).to(dtype)
+    k, v = (torch.randn(1, kv_heads, 64, dim, generator=g).to(dtype) for _ in "kv")
+    pos = torch.tensor([position])
+    mask = torch.arange(64)[None, :] <= pos[:, None]
+    ref = F.scaled_dot_product_attention(
+        q.float(), k.float(), v.float(), attn_mask=mask, scale=dim**-0.5, enable_gqa=True
+    )
+    k[:, :, position + 1 :] = float("nan")  # rows past the position must not be read at all
+    out = torch.ops.mmx.decode_attention(q, k, v, pos, dim**-0.5)
+    close(out, ref, dtype)
+
+
+def test_bad_arguments_raise_clear_errors():
+    x = torch.randn(1, 16)
+    with pytest.raises(RuntimeError, match="does not match w"):
+        torch.ops.mmx.matvec(x, torch.randn(8, 15))
+    with pytest.raises(RuntimeError, match="float32 or bfloat16 only"):
+        torch.ops.mmx.matvec(x.half(), torch.randn(8, 16).half())
+    with pytest.raises(RuntimeError, match="w is BFloat16 but x is Float"):
+        torch.ops.mmx.matvec(x, torch.randn(8, 16).bfloat16())
+    q, k = torch.randn(1, 4, 1, 8), torch.randn(1, 2, 10, 8)
+    with pytest.raises(RuntimeError, match="outside the cache of 10"):
+        torch.ops.mmx.decode_attention(q, k, k, torch.tensor([10]), 1.0)
+    with pytest.raises(RuntimeError, match="top_k 9 out of range for 8 experts"):
+        torch.ops.mmx.moe_decode(x, torch.randn(8, 16), None, torch.randn(8, 6, 16), torch.randn(8, 16, 3), 9)
+
+
+def test_model_with_kernels_equals_model_without(random_checkpoint, monkeypatch):
+    """Greedy decoding (prefill of a short prompt and one-token steps, both on the kernels) gives the same
+    tokens and near-identical logits as the PyTorch ops."""
+    model = load_model(random_checkpoint, dtype="float32")
+    prompt = list(range(5, 25))
+
+    def run():
+        generator = Generator(model)
+        tokens = list(generator.generate(prompt, 40, SamplingParams(greedy=True)))
+        with torch.inference_mode():
+            logits = model(torch.tensor([[tokens[-1]]]), torch.tensor([len(prompt) + 40]), kv_len=256)
+        return tokens, logits
+
+    fast_tokens, fast_logits = run()
+    monkeypatch.setenv("MMX_AGENT_CPU_KERNELS", "0")
+    assert not cpu_kernels.usable(1, torch.zeros(1), torch.zeros(1))
+    slow_tokens, slow_logits = run()
+    assert fast_tokens == slow_tokens
+    assert (fast_logits - slow_logits).abs().max().item() <= 1e-4
+
+
+def test_compiled_step_calls_the_kernels_through_their_c_entry_points(monkeypatch):
+    shims = _inductor_configs()["aot_inductor.custom_ops_to_c_shims"]
+    assert {op.name() for op in shims} == {"mmx::matvec", "mmx::moe_decode", "mmx::decode_attention"}
+    monkeypatch.setenv("MMX_AGENT_CPU_KERNELS", "0")
+    assert "aot_inductor.custom_ops_to_c_shims" not in _inductor_configs()
+
+
+def test_without_a_compiler_the_build_fails_with_one_warning(tmp_path):
+    """A fresh build directory and a compiler that does not exist: `available()` is False with a warning,
+    and the model still decodes (PyTorch ops)."""
+    env = dict(os.environ, TORCH_EXTENSIONS_DIR=str(tmp_path), CXX=str(tmp_path / "no-such-compiler"))
+    code = (
+        "import warnings, torch\n"
+        "from agent.backends.local import cpu_kernels\n"
+        "from agent.backends.local.model import linear\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        "    out = linear(torch.ones(1, 4), torch.ones(3, 4))\n"
+        "    assert cpu_kernels.available() is False\n"
+        "print(out.tolist(), [str(w.message)[:60] for w in caught])\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    assert "[[4.0, 4.0, 4.0]]" in result.stdout
+    assert result.stdout.count("CPU decode kernels unavailable") == 1
