@@ -59,6 +59,12 @@ def user_config_dir() -> Path:
     return Path(base) / "mmx-agent"
 
 
+def user_cache_dir() -> Path:
+    """$XDG_CACHE_HOME/mmx-agent (default ~/.cache/mmx-agent): what can be rebuilt, kept between runs."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "mmx-agent"
+
+
 def find_project_file(cwd: Path) -> Path | None:
     for directory in [cwd, *cwd.parents]:
         candidate = directory / PROJECT_FILE

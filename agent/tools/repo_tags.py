@@ -24,6 +24,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.config import user_cache_dir
 from agent.tools.ignore_rules import IgnoreRules, walk_workspace
 from agent.tools.symbols import extract_flat_symbols, language_for_path, nest_symbols
 from sandbox.base import Sandbox, SandboxError
@@ -140,8 +141,7 @@ class TagsCache:
 
 
 def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "mmx-agent" / "repo_map"
+    return user_cache_dir() / "repo_map"
 
 
 def _queries_fingerprint() -> str:

@@ -79,12 +79,13 @@ def test_compiling_needs_a_cache(random_checkpoint):
         compile_decode_step(load_model(random_checkpoint, dtype="float32"))
 
 
-def test_a_failed_build_falls_back_to_eager_decoding(random_checkpoint, monkeypatch):
+def test_a_failed_build_falls_back_to_eager_decoding(random_checkpoint, monkeypatch, tmp_path):
     """No C++ compiler, an export the model cannot pass: the answer still comes, eagerly, with a warning."""
 
     def fail(*args, **kwargs):
         raise RuntimeError("no C++ compiler found")
 
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # nothing built before
     monkeypatch.setattr(torch.export, "export", fail)
     model = load_model(random_checkpoint, dtype="float32")
     gen = Generator(model, compile=True)
@@ -93,3 +94,29 @@ def test_a_failed_build_falls_back_to_eager_decoding(random_checkpoint, monkeypa
     assert gen.compile is False and out == eager_greedy(
         load_model(random_checkpoint, dtype="float32"), list(range(10, 20)), 6
     )
+
+
+def test_built_steps_are_cached_by_shape_and_a_damaged_file_is_rebuilt(
+    random_checkpoint, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    steps = tmp_path / "mmx-agent" / "decode-steps"
+    model = load_model(random_checkpoint, dtype="float32")
+    model.setup_caches(256)
+    token, pos = torch.tensor([[42]]), torch.tensor([3])
+    with torch.inference_mode():
+        compile_decode_step(model)
+        (package,) = steps.iterdir()
+        built = package.stat().st_mtime_ns
+        step = compile_decode_step(model)  # the same shape: loaded, not built again
+        assert list(steps.iterdir()) == [package] and package.stat().st_mtime_ns == built
+        expected = model(token, pos)
+        assert (step(token, pos) - expected).abs().max().item() <= 1e-5
+
+        package.write_bytes(b"not a package")
+        step = compile_decode_step(model)
+        assert (step(token, pos) - expected).abs().max().item() <= 1e-5
+
+        model.setup_caches(512)  # another cache size is another library
+        compile_decode_step(model)
+        assert len(list(steps.iterdir())) == 2

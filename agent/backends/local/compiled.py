@@ -9,20 +9,25 @@ built without weights; it is pointed at the model's own parameters and KV-cache 
 On CUDA, torch.compile with CUDA graphs does the same job.
 
 The step has static shapes, so it is built for one cache size; `Generator` builds it again when the
-cache grows.
+cache grows. Built CPU steps are kept in $XDG_CACHE_HOME/mmx-agent/decode-steps (default ~/.cache/...),
+keyed by what they depend on (`_step_key`), so only the first run on a machine pays the build.
 """
 
 from __future__ import annotations
 
-import tempfile
+import hashlib
+import json
+import os
 import warnings
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
 from agent.backends.local import cpu_kernels
 from agent.backends.local.model import M2Transformer
+from agent.config import user_cache_dir
 
 DecodeStep = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -39,18 +44,13 @@ def compile_decode_step(model: M2Transformer) -> DecodeStep:
 
 
 def _aot_cpu_step(model: M2Transformer) -> DecodeStep:
-    token = torch.zeros(1, 1, dtype=torch.long)
-    input_pos = torch.zeros(1, dtype=torch.long)
-    with torch.inference_mode(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # export's notes on inference-mode tensors; not actionable here
-        program = torch.export.export(model, (token, input_pos))
-        with tempfile.TemporaryDirectory(prefix="mmx-decode-") as tmp:
-            package = torch._inductor.aoti_compile_and_package(
-                program,
-                package_path=str(Path(tmp) / "decode.pt2"),
-                inductor_configs=_inductor_configs(),
-            )
-            runner = torch._inductor.aoti_load_package(package)  # loads the library; the file can go
+    configs = _inductor_configs()
+    package = user_cache_dir() / "decode-steps" / f"{_step_key(model, configs)}.pt2"
+    try:
+        runner = torch._inductor.aoti_load_package(str(package))
+    except Exception:  # not built yet, or a damaged file: (re)build it
+        _build_package(model, configs, package)
+        runner = torch._inductor.aoti_load_package(str(package))
     tensors = dict(model.named_parameters()) | dict(model.named_buffers())
     names = runner.get_constant_fqns()
     missing = [name for name in names if name not in tensors]
@@ -62,6 +62,45 @@ def _aot_cpu_step(model: M2Transformer) -> DecodeStep:
         return runner(token, input_pos)
 
     return step
+
+
+def _build_package(model: M2Transformer, configs: dict, package: Path) -> None:
+    """Export and compile the step into `package` (written under a temporary name, then renamed, so a
+    concurrent run never loads half a file)."""
+    token = torch.zeros(1, 1, dtype=torch.long)
+    input_pos = torch.zeros(1, dtype=torch.long)
+    package.parent.mkdir(parents=True, exist_ok=True)
+    with torch.inference_mode(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # export's notes on inference-mode tensors; not actionable here
+        program = torch.export.export(model, (token, input_pos))
+        partial = package.with_name(f"{package.stem}.{os.getpid()}.partial.pt2")
+        try:
+            torch._inductor.aoti_compile_and_package(
+                program, package_path=str(partial), inductor_configs=configs
+            )
+            os.replace(partial, package)
+        finally:
+            partial.unlink(missing_ok=True)
+
+
+def _step_key(model: M2Transformer, configs: dict) -> str:
+    """What the built library depends on: the architecture, dtype and cache size (not the weights, which
+    are bound at load), our model code and kernels, torch, and the CPU the code was generated for."""
+    here = Path(__file__).parent
+    sources = [here / name for name in ("model.py", "experts.py", "compiled.py")] + [cpu_kernels.SOURCE]
+    digest = hashlib.sha256()
+    for source in sources:
+        digest.update(source.read_bytes())
+    shape = dict(
+        args=asdict(model.args),
+        dtype=str(model.dtype),
+        cache=(model.max_seq_len, model.max_batch),
+        torch=torch.__version__,
+        cpu=cpu_kernels.cpu_flags(),
+        configs={key: repr(value) for key, value in configs.items()},
+    )
+    digest.update(json.dumps(shape, sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:24]
 
 
 def _inductor_configs() -> dict:

@@ -26,7 +26,8 @@ SOURCE = Path(__file__).with_name("csrc") / "cpu_kernels.cpp"
 DTYPES = (torch.float32, torch.bfloat16)
 
 
-def _cpu_flags() -> str:
+def cpu_flags() -> str:
+    """This CPU's feature flags (what -march=native code may use)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("flags"):
@@ -58,7 +59,7 @@ def available() -> bool:
     from torch.utils import cpp_extension  # noqa: PLC0415  (slow import; only when kernels are wanted)
 
     _ninja_on_path()
-    name = "mmx_cpu_kernels_" + hashlib.sha256(_cpu_flags().encode()).hexdigest()[:10]
+    name = "mmx_cpu_kernels_" + hashlib.sha256(cpu_flags().encode()).hexdigest()[:10]
     try:
         library = cpp_extension.load(
             name=name,
