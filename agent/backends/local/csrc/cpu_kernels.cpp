@@ -276,27 +276,26 @@ void moe_typed(const at::Tensor& x, const at::Tensor& gate, const float* bias, c
     g.act.resize(n * inter);
     g.y.resize(n * hidden);
   }
-  // Gate and up rows of every chosen expert: one parallel pass over (expert, row), each row read once.
-  const int64_t up_rows = int64_t(groups.size()) * 2 * inter;
-  parallel_rows(up_rows, hidden * int64_t(sizeof(T)), [&](int64_t b, int64_t e) {
+  // Gate and up rows of every chosen expert in one parallel pass over (expert, i): each thread computes
+  // gate row i and up row I + i for its block of i, then the SwiGLU of that block, rounded where the
+  // PyTorch path rounds (h, silu(gate), and the product).
+  parallel_rows(int64_t(groups.size()) * inter, 2 * hidden * int64_t(sizeof(T)), [&](int64_t b, int64_t e) {
     for (int64_t r = b; r < e;) {
-      ExpertGroup& g = groups[r / (2 * inter)];
-      const int64_t row = r % (2 * inter), stop = std::min(e, r - row + 2 * inter);
-      matmul_rows(w13p + g.expert * 2 * inter * hidden, g.x.data(), int64_t(g.tokens.size()), g.h.data(), 2 * inter,
-                  hidden, row, row + stop - r);
-      r = stop;
+      ExpertGroup& g = groups[r / inter];
+      const int64_t first = r % inter, last = first + std::min(e, r - first + inter) - r, n = int64_t(g.tokens.size());
+      const T* w = w13p + g.expert * 2 * inter * hidden;
+      matmul_rows(w, g.x.data(), n, g.h.data(), 2 * inter, hidden, first, last);
+      matmul_rows(w, g.x.data(), n, g.h.data(), 2 * inter, hidden, inter + first, inter + last);
+      for (int64_t t = 0; t < n; ++t) {
+        const float* h = g.h.data() + t * 2 * inter;
+        for (int64_t i = first; i < last; ++i) {
+          const float gate_v = round_to<T>(h[i]), up = round_to<T>(h[inter + i]);
+          g.act[t * inter + i] = round_to<T>(round_to<T>(gate_v / (1.f + std::exp(-gate_v))) * up);
+        }
+      }
+      r += last - first;
     }
   });
-  // SwiGLU, rounded where the PyTorch path rounds: h, silu(gate), and the product.
-  for (auto& g : groups) {
-    for (size_t t = 0; t < g.tokens.size(); ++t) {
-      const float* h = g.h.data() + t * 2 * inter;
-      for (int64_t i = 0; i < inter; ++i) {
-        const float gv = round_to<T>(h[i]), up = round_to<T>(h[inter + i]);
-        g.act[t * inter + i] = round_to<T>(round_to<T>(gv / (1.f + std::exp(-gv))) * up);
-      }
-    }
-  }
   // Down projections; each thread owns a block of output rows and sums the experts into it in fp32.
   std::vector<float> acc(tokens * hidden, 0.f);
   parallel_rows(hidden, int64_t(groups.size()) * inter * int64_t(sizeof(T)), [&](int64_t b, int64_t e) {
