@@ -7,6 +7,7 @@ Layer: hidden 3072, 256 experts, top-8, width 1536 (~7.2 GB of expert weights in
 Decode: 1 token, new random routing every call (8 experts, 226 MB read in bf16), through our CPU kernel
 `mmx::moe_decode` (what the model runs for a token on the CPU; routing included, from a random fp32 gate),
 the dispatcher `experts.run_experts` (the grouped path at this size) and, for reference, the gathered path.
+With --fp8, also the decode on the same layer with FP8 experts kept as stored (half the bytes of bf16).
 Prefill: 1024 tokens routed at random (every expert gets ~32 rows, so all 7.2 GB are read once), through
 `run_experts` (the looped path on CPU) and, for reference, the grouped path.
 Copy bandwidth: `dst.copy_(src)` of 1 GiB, best of 5; reported as bytes copied per second (the figure the
@@ -38,6 +39,36 @@ def copy_bandwidth(nbytes: int, repeats: int = 5) -> float:
     return nbytes / best_time(repeats, dst.copy_, src) / 1e9
 
 
+def fp8_decode_row(e, h, i, k, gate, tokens, g):
+    """mmx::moe_decode on FP8 e4m3 experts with fp32 scales per row and 128-column block; GB/s counts
+    the FP8 bytes and the scales read."""
+    from agent.backends.local.loader import _expert_stack
+
+    cpu = torch.device("cpu")
+    w13 = _expert_stack((e, 2 * i, h), torch.float8_e4m3fn, cpu)
+    w2 = _expert_stack((e, h, i), torch.float8_e4m3fn, cpu)
+    for j in range(e):
+        w13[j] = torch.empty(2 * i, h).uniform_(-300, 300, generator=g)
+        w2[j] = torch.empty(h, i).uniform_(-300, 300, generator=g)
+    s13 = torch.full((e, 2 * i, -(-h // 128)), 1e-4)
+    s2 = torch.full((e, h, -(-i // 128)), 1e-4)
+    nbytes = k * (3 * h * i + (s13[0].numel() + s2[0].numel()) * 4)
+    for x in tokens[:3]:
+        torch.ops.mmx.moe_decode(x, gate, None, w13, w2, k, s13, s2)
+    times = []
+    for x in tokens:
+        t = time.perf_counter()
+        torch.ops.mmx.moe_decode(x, gate, None, w13, w2, k, s13, s2)
+        times.append(time.perf_counter() - t)
+    best, median = min(times), sorted(times)[len(times) // 2]
+    del w13, w2
+    return (
+        "decode 1 token, mmx::moe_decode on FP8 experts",
+        nbytes / best / 1e9,
+        f"best {best * 1e3:.1f} ms, median {median * 1e3:.1f} ms, {nbytes / 1e6:.0f} MB read",
+    )
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--threads", type=int, default=2)
@@ -48,6 +79,7 @@ def main() -> None:
     p.add_argument("--top-k", type=int, default=8)
     p.add_argument("--prefill", type=int, default=1024)
     p.add_argument("--decode-calls", type=int, default=30)
+    p.add_argument("--fp8", action="store_true", help="also decode on FP8 experts (another ~3.7 GB)")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     dtype = getattr(torch, a.dtype)
@@ -99,6 +131,8 @@ def main() -> None:
                 f"best {best * 1e3:.1f} ms, median {median * 1e3:.1f} ms, {k * per_expert / 1e6:.0f} MB read",
             )
         )
+        if a.fp8:  # the same layer with FP8 experts kept as stored (loader's fp8_experts)
+            rows.append(fp8_decode_row(e, h, i, k, gate, tokens[3:], g))
     for name, fn, n_calls in (
         ("run_experts (grouped at this size)", run_experts, a.decode_calls),
         ("experts_gathered (for reference)", experts_gathered, 3),

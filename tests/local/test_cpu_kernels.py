@@ -150,3 +150,52 @@ def test_without_a_compiler_the_build_fails_with_one_warning(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "[[4.0, 4.0, 4.0]]" in result.stdout
     assert result.stdout.count("CPU decode kernels unavailable") == 1
+
+
+def quantize_fp8(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """[E, R, C] -> (FP8 e4m3, fp32 scales per 128x128 block [E, ceil(R/128), ceil(C/128)]), as checkpoints
+    store them."""
+    e, r, c = w.shape
+    rb, cb = -(-r // 128), -(-c // 128)
+    padded = torch.zeros(e, rb * 128, cb * 128)
+    padded[:, :r, :c] = w
+    blocks = padded.view(e, rb, 128, cb, 128)
+    scale = blocks.abs().amax(dim=(2, 4)) / 448
+    q = (blocks / scale[:, :, None, :, None]).view(e, rb * 128, cb * 128)[:, :r, :c]
+    return q.to(torch.float8_e4m3fn), scale
+
+
+def block_dequantize(q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    r, c = q.shape[1:]
+    return q.float() * scale.repeat_interleave(128, 1)[:, :r].repeat_interleave(128, 2)[:, :, :c]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("tokens", [1, 5])
+@pytest.mark.parametrize(
+    "experts, hidden, inter, top_k", [(8, 256, 192, 2), (5, 40, 19, 3), (16, 300, 130, 4)]
+)
+def test_moe_decode_on_fp8_experts_equals_the_dequantized_loop(dtype, tokens, experts, hidden, inter, top_k):
+    """Random weights quantized as checkpoints are: subnormals and most e4m3 bit patterns occur, and partial
+    128-blocks on both axes."""
+    g = gen(5)
+    w13 = torch.randn(experts, 2 * inter, hidden, generator=g) / hidden**0.5
+    w2 = torch.randn(experts, hidden, inter, generator=g) / inter**0.5
+    (q13, s13), (q2, s2) = quantize_fp8(w13), quantize_fp8(w2)
+    gate = torch.randn(experts, hidden, generator=g) / hidden**0.5
+    x = torch.randn(tokens, hidden, generator=g).to(dtype)
+    weights, idx = route(x, gate, None, top_k)
+    d13, d2 = block_dequantize(q13, s13), block_dequantize(q2, s2)
+    ref = moe_reference(x, weights, idx, d13[:, :inter], d13[:, inter:], d2)
+    rows13, rows2 = (
+        s.repeat_interleave(128, 1)[:, : q.shape[1]].contiguous() for q, s in ((q13, s13), (q2, s2))
+    )
+    out = torch.ops.mmx.moe_decode(x, gate, None, q13, q2, top_k, rows13, rows2)
+    close(out, ref, dtype)
+    bits = q13.view(torch.uint8).int()
+    assert ((bits >> 3 & 15 == 0) & (bits & 7 != 0)).any()  # subnormals were decoded too
+    if hidden == 300:
+        assert len(torch.unique(bits)) > 200  # and most other bit patterns
+
+    with pytest.raises(RuntimeError, match="need fp32 scales"):
+        torch.ops.mmx.moe_decode(x, gate, None, q13, q2, top_k, rows13[:, :1], rows2)

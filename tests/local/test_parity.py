@@ -5,10 +5,12 @@ from __future__ import annotations
 import copy
 import json
 
+import pytest
 import torch
 from safetensors import safe_open
 
 from agent.backends.local.checkpoint_writer import save_checkpoint
+from agent.backends.local.compiled import _step_key
 from agent.backends.local.generate import Generator, SamplingParams
 from agent.backends.local.loader import load_model
 from tests.local.reference import FP8_SHAPES, dequantize_blocks, hf_model
@@ -76,7 +78,7 @@ def _fp8_checkpoint(tmp_path):
 
 def test_fp8_checkpoint_dequantizes_exactly_and_matches_transformers(tmp_path):
     hf, path = _fp8_checkpoint(tmp_path)
-    ours = load_model(path, dtype="float32")
+    ours = load_model(path, dtype="float32", fp8_experts=False)
     index = json.loads((path / "model.safetensors.index.json").read_text())["weight_map"]
 
     def stored(name):
@@ -153,3 +155,34 @@ def test_rms_norm_is_the_reference_formula_bit_for_bit():
         x32 = x.float()
         ref = w * (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + 1e-6)).to(dtype)
         assert torch.equal(rms_norm(x, w, 1e-6), ref)
+
+
+def test_fp8_experts_kept_as_stored_compute_what_the_dequantized_model_computes(tmp_path):
+    """On the CPU the loader keeps FP8 experts with their block scales by default; prefill (PyTorch ops,
+    one expert dequantized at a time), short prefill and decode (our kernels) give the logits of the model
+    whose experts were dequantized at load, and the same greedy tokens."""
+    _, path = _fp8_checkpoint(tmp_path)
+    kept = load_model(path, dtype="float32")
+    plain = load_model(path, dtype="float32", fp8_experts=False)
+    moe, inter = kept.layers[0].moe, FP8_SHAPES["intermediate_size"]
+    assert moe.w13.dtype == moe.w2.dtype == torch.float8_e4m3fn
+    hidden = FP8_SHAPES["hidden_size"]
+    assert moe.w13_scale.shape == (FP8_SHAPES["num_local_experts"], 2 * inter, -(-hidden // 128))
+    assert plain.layers[0].moe.w13.dtype == torch.float32 and plain.layers[0].moe.w13_scale is None
+
+    for length in (64, 20):  # past the kernels' few tokens, and within them
+        tokens = ids(length, FP8_SHAPES["vocab_size"], seed=length)
+        diff = (our_logits(kept, tokens) - our_logits(plain, tokens)).abs().max().item()
+        assert diff <= 1e-4, (length, diff)
+    assert _step_key(kept, {}) != _step_key(plain, {})  # compiled steps of the two are not interchangeable
+    prompt = ids(12, FP8_SHAPES["vocab_size"], seed=7)[0].tolist()
+    greedy = SamplingParams(greedy=True)
+    assert list(Generator(kept).generate(prompt, 24, greedy)) == list(
+        Generator(plain).generate(prompt, 24, greedy)
+    )
+
+
+def test_fp8_experts_need_an_fp8_checkpoint(tiny_checkpoint):
+    _, path = tiny_checkpoint
+    with pytest.raises(ValueError, match="not all FP8"):
+        load_model(path, fp8_experts=True)

@@ -46,9 +46,13 @@ def compile_decode_step(model: M2Transformer) -> DecodeStep:
 def _aot_cpu_step(model: M2Transformer) -> DecodeStep:
     configs = _inductor_configs()
     package = user_cache_dir() / "decode-steps" / f"{_step_key(model, configs)}.pt2"
-    try:
-        runner = torch._inductor.aoti_load_package(str(package))
-    except Exception:  # not built yet, or a damaged file: (re)build it
+    runner = None
+    if package.exists():
+        try:
+            runner = torch._inductor.aoti_load_package(str(package))
+        except Exception:  # noqa: BLE001 - a damaged file (an interrupted copy, a full disk): rebuild it
+            runner = None
+    if runner is None:
         _build_package(model, configs, package)
         runner = torch._inductor.aoti_load_package(str(package))
     tensors = dict(model.named_parameters()) | dict(model.named_buffers())
@@ -84,15 +88,20 @@ def _build_package(model: M2Transformer, configs: dict, package: Path) -> None:
 
 
 def _step_key(model: M2Transformer, configs: dict) -> str:
-    """What the built library depends on: the architecture, dtype and cache size (not the weights, which
-    are bound at load), our model code and kernels, torch, and the CPU the code was generated for."""
+    """What the built library depends on: the architecture, every tensor's name, dtype and shape (not the
+    weights, which are bound at load), our model code and kernels, torch, and the CPU the code was
+    generated for."""
     here = Path(__file__).parent
     sources = [here / name for name in ("model.py", "experts.py", "compiled.py")] + [cpu_kernels.SOURCE]
     digest = hashlib.sha256()
     for source in sources:
         digest.update(source.read_bytes())
+    tensors = dict(model.named_parameters()) | dict(model.named_buffers())
     shape = dict(
         args=asdict(model.args),
+        tensors=sorted(
+            (name, str(t.dtype), tuple(t.shape)) for name, t in tensors.items()
+        ),  # e.g. FP8 experts
         dtype=str(model.dtype),
         cache=(model.max_seq_len, model.max_batch),
         torch=torch.__version__,

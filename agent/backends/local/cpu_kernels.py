@@ -87,7 +87,7 @@ def c_shims() -> dict:
         ],
         ops.moe_decode.default: [
             "AOTITorchError aoti_torch_cpu_moe_decode(AtenTensorHandle, AtenTensorHandle, AtenTensorHandle*, "
-            "AtenTensorHandle, AtenTensorHandle, int64_t, AtenTensorHandle*)"
+            "AtenTensorHandle, AtenTensorHandle, int64_t, AtenTensorHandle*, AtenTensorHandle*, AtenTensorHandle*)"
         ],
         ops.decode_attention.default: [
             "AOTITorchError aoti_torch_cpu_decode_attention(AtenTensorHandle, AtenTensorHandle, AtenTensorHandle, "
@@ -106,7 +106,7 @@ def _register_fakes() -> None:
         return torch.empty_like(q)
 
     @torch.library.register_fake("mmx::moe_decode")
-    def _(x, gate, bias, w13, w2, top_k):
+    def _(x, gate, bias, w13, w2, top_k, w13_scale=None, w2_scale=None):
         return torch.empty_like(x)
 
 
@@ -121,8 +121,8 @@ def usable(tokens: int, x: torch.Tensor, w: torch.Tensor, *, limit: int = FEW_TO
     return (
         tokens <= limit
         and x.device.type == "cpu"
-        and x.dtype == w.dtype
         and x.dtype in DTYPES
+        and w.dtype in (x.dtype, torch.float8_e4m3fn)  # FP8: experts only (moe_decode)
         and enabled()
         and available()
     )

@@ -71,11 +71,22 @@ def experts_grouped(
     return out.index_add_(0, order // k, y.float() * row_weights[:, None]).to(x.dtype)
 
 
+def dequantize_expert(w: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """One FP8 expert matrix [out, in] with fp32 scales [out, ceil(in/128)] -> dtype."""
+    return (w.float() * scale.repeat_interleave(128, -1)[:, : w.shape[-1]]).to(dtype)
+
+
 def experts_looped(
-    x: torch.Tensor, weights: torch.Tensor, idx: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor
+    x: torch.Tensor,
+    weights: torch.Tensor,
+    idx: torch.Tensor,
+    w13: torch.Tensor,
+    w2: torch.Tensor,
+    scales: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """x [N, H], weights/idx [N, k] -> [N, H]. Sorted rows, a matmul pair per busy expert, weighted
-    scatter-add into fp32 (host-side row counts: eager CPU prefill only)."""
+    scatter-add into fp32 (host-side row counts: eager CPU prefill only). With `scales`, the experts are
+    FP8 (loader's fp8_experts) and each busy one is dequantized just before its matmuls."""
     n, k = idx.shape
     inter = w2.shape[-1]
     sorted_ids, order = idx.reshape(-1).sort(stable=True)
@@ -89,8 +100,12 @@ def experts_looped(
             continue
         end = start + count
         rows = tokens[start:end]
-        h = F.linear(x.index_select(0, rows), w13[expert])
-        y = F.linear(F.silu(h[:, :inter]) * h[:, inter:], w2[expert])
+        up, down = w13[expert], w2[expert]
+        if scales is not None:
+            up = dequantize_expert(up, scales[0][expert], x.dtype)
+            down = dequantize_expert(down, scales[1][expert], x.dtype)
+        h = F.linear(x.index_select(0, rows), up)
+        y = F.linear(F.silu(h[:, :inter]) * h[:, inter:], down)
         out.index_add_(0, rows, y.float().mul_(row_weights[start:end]))
         start = end
     return out.to(x.dtype)

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
+from agent.backends.local import cpu_kernels
 from agent.backends.local.config import ModelArgs
 from agent.backends.local.model import M2Transformer
 
@@ -176,10 +177,19 @@ def _expert_stack(shape: tuple[int, ...], dtype: torch.dtype, device: torch.devi
 
 
 def load_model(
-    model_dir: str | Path, *, dtype: str | torch.dtype | None = None, device: str | torch.device = "cpu"
+    model_dir: str | Path,
+    *,
+    dtype: str | torch.dtype | None = None,
+    device: str | torch.device = "cpu",
+    fp8_experts: bool | None = None,
 ) -> M2Transformer:
     """Build M2Transformer from a checkpoint directory. dtype defaults to the config's torch_dtype
-    (bfloat16 for FP8 checkpoints); the router always stays fp32."""
+    (bfloat16 for FP8 checkpoints); the router always stays fp32.
+
+    fp8_experts: keep FP8 expert weights as stored, with their block scales, and compute with them
+    directly (half the memory and half the bytes per token of bf16). None: when every expert weight is
+    FP8 in 128-column blocks, the device is the CPU and our CPU kernels are available (they run the
+    FP8 experts; without them every FP8 weight is dequantized here)."""
     model_dir = Path(model_dir)
     args = ModelArgs.from_dir(model_dir)
     if dtype is None:
@@ -200,8 +210,23 @@ def load_model(
                 t = dequantize_fp8(t, shards.get(name + "_scale_inv"), fp8[name])
             return t.to(device=device, dtype=to)
 
+        expert_names = [n for n in expected_shapes(args) if ".block_sparse_moe.experts." in n]
+        fp8_blocks = {fp8.get(n, (0, 0))[1] for n in expert_names}
+        if fp8_experts is None:
+            fp8_experts = fp8_blocks == {128} and device.type == "cpu" and cpu_kernels.available()
+        elif fp8_experts and fp8_blocks != {128}:
+            raise ValueError(
+                "fp8_experts: the checkpoint's expert weights are not all FP8 in 128-column blocks"
+            )
+
+        def read_fp8(name: str) -> tuple[torch.Tensor, torch.Tensor]:
+            """(FP8 weight as stored, fp32 scale per row and 128-column block)."""
+            q, scale = shards.get(name), shards.get(name + "_scale_inv").float()
+            rows = scale.repeat_interleave(fp8[name][0], 0)[: q.shape[0]]
+            return q.to(device), rows.to(device)
+
         with torch.device("meta"):
-            model = M2Transformer(args)
+            model = M2Transformer(args, fp8_experts=fp8_experts)
         sd: dict[str, torch.Tensor] = {
             "embed": read("model.embed_tokens.weight"),
             "norm": read("model.norm.weight"),
@@ -223,13 +248,24 @@ def load_model(
                     p + "block_sparse_moe.e_score_correction_bias", torch.float32
                 )
             # Stack the experts one tensor at a time: peak memory is the model plus one expert matrix.
-            w13 = _expert_stack((e, 2 * i, h), dtype, device)
-            w2 = _expert_stack((e, h, i), dtype, device)
-            for j in range(e):
-                x = f"{p}block_sparse_moe.experts.{j}."
-                w13[j, :i] = read(x + "w1.weight")  # gate
-                w13[j, i:] = read(x + "w3.weight")  # up
-                w2[j] = read(x + "w2.weight")
+            stored = torch.float8_e4m3fn if fp8_experts else dtype
+            w13 = _expert_stack((e, 2 * i, h), stored, device)
+            w2 = _expert_stack((e, h, i), stored, device)
+            if fp8_experts:
+                s13 = torch.empty(e, 2 * i, math.ceil(h / 128), device=device)
+                s2 = torch.empty(e, h, math.ceil(i / 128), device=device)
+                for j in range(e):
+                    x = f"{p}block_sparse_moe.experts.{j}."
+                    for rows, name in ((slice(0, i), "w1"), (slice(i, 2 * i), "w3")):  # gate, then up
+                        w13[j, rows], s13[j, rows] = read_fp8(f"{x}{name}.weight")
+                    w2[j], s2[j] = read_fp8(x + "w2.weight")
+                sd[q + "moe.w13_scale"], sd[q + "moe.w2_scale"] = s13, s2
+            else:
+                for j in range(e):
+                    x = f"{p}block_sparse_moe.experts.{j}."
+                    w13[j, :i] = read(x + "w1.weight")  # gate
+                    w13[j, i:] = read(x + "w3.weight")  # up
+                    w2[j] = read(x + "w2.weight")
             sd[q + "moe.w13"], sd[q + "moe.w2"] = w13, w2
         model.load_state_dict(sd, strict=True, assign=True)
     return model.eval().requires_grad_(False)

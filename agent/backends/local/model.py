@@ -19,7 +19,7 @@ from torch import nn
 
 from agent.backends.local import cpu_kernels
 from agent.backends.local.config import ModelArgs
-from agent.backends.local.experts import route, run_experts
+from agent.backends.local.experts import experts_looped, route, run_experts
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
@@ -124,7 +124,7 @@ class Attention(nn.Module):
 
 
 class MoE(nn.Module):
-    def __init__(self, args: ModelArgs) -> None:
+    def __init__(self, args: ModelArgs, fp8_experts: bool = False) -> None:
         super().__init__()
         self.top_k = args.top_k
         e, h, i = args.num_experts, args.hidden_size, args.expert_dim
@@ -133,26 +133,36 @@ class MoE(nn.Module):
         self.correction_bias = (
             nn.Parameter(torch.zeros(e, dtype=torch.float32)) if args.routing_bias else None
         )
-        self.w13 = nn.Parameter(torch.empty(e, 2 * i, h))  # [E, out, in]: gate (w1) rows, then up (w3)
-        self.w2 = nn.Parameter(torch.empty(e, h, i))
+        # [E, out, in]: gate (w1) rows, then up (w3). FP8 experts (see loader.load_model) keep fp32 scales
+        # per row and 128-column block beside them.
+        stored = {"dtype": torch.float8_e4m3fn} if fp8_experts else {}
+        self.w13 = nn.Parameter(torch.empty(e, 2 * i, h, **stored), requires_grad=False)
+        self.w2 = nn.Parameter(torch.empty(e, h, i, **stored), requires_grad=False)
+        self.w13_scale = self.w2_scale = None
+        if fp8_experts:
+            self.w13_scale = nn.Parameter(torch.empty(e, 2 * i, -(-h // 128)), requires_grad=False)
+            self.w2_scale = nn.Parameter(torch.empty(e, h, -(-i // 128)), requires_grad=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat = x.view(-1, x.shape[-1])
+        scales = None if self.w13_scale is None else (self.w13_scale, self.w2_scale)
         if cpu_kernels.usable(flat.shape[0], flat, self.w13):  # routing and experts in one kernel call
-            args = (self.gate, self.correction_bias, self.w13, self.w2, self.top_k)
+            args = (self.gate, self.correction_bias, self.w13, self.w2, self.top_k, *(scales or ()))
             return torch.ops.mmx.moe_decode(flat, *args).view(x.shape)
         weights, idx = route(flat, self.gate, self.correction_bias, self.top_k)
+        if scales:  # FP8 experts past the kernels' few tokens: dequantized one busy expert at a time
+            return experts_looped(flat, weights, idx, self.w13, self.w2, scales).view(x.shape)
         return run_experts(flat, weights, idx, self.w13, self.w2).view(x.shape)
 
 
 class Block(nn.Module):
-    def __init__(self, args: ModelArgs) -> None:
+    def __init__(self, args: ModelArgs, fp8_experts: bool = False) -> None:
         super().__init__()
         self.eps = args.rms_norm_eps
         self.input_norm = nn.Parameter(torch.ones(args.hidden_size))
         self.attn = Attention(args)
         self.post_attn_norm = nn.Parameter(torch.ones(args.hidden_size))
-        self.moe = MoE(args)
+        self.moe = MoE(args, fp8_experts)
 
     def forward(self, x, rope, mask, input_pos, kv_len):
         x = x + self.attn(rms_norm(x, self.input_norm, self.eps), rope, mask, input_pos, kv_len)
@@ -160,11 +170,11 @@ class Block(nn.Module):
 
 
 class M2Transformer(nn.Module):
-    def __init__(self, args: ModelArgs) -> None:
+    def __init__(self, args: ModelArgs, *, fp8_experts: bool = False) -> None:
         super().__init__()
         self.args = args
         self.embed = nn.Parameter(torch.empty(args.vocab_size, args.hidden_size))
-        self.layers = nn.ModuleList(Block(args) for _ in range(args.num_layers))
+        self.layers = nn.ModuleList(Block(args, fp8_experts) for _ in range(args.num_layers))
         self.norm = nn.Parameter(torch.ones(args.hidden_size))
         self.lm_head = nn.Parameter(torch.empty(args.vocab_size, args.hidden_size))
         self.max_seq_len = 0

@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <cstring>
 #include <numeric>
+#include <type_traits>
 #include <vector>
 
 #ifdef __AVX512F__
@@ -48,6 +49,33 @@ inline f32x16 load16(const at::BFloat16* p) {
   u32x16 w = __builtin_convertvector(h, u32x16) << 16;
   f32x16 v;
   std::memcpy(&v, &w, sizeof v);
+  return v;
+#endif
+}
+
+// FP8 e4m3 (fn) weights, as stored: 1 sign, 4 exponent (bias 7) and 3 mantissa bits. Decoded through
+// fp16: moved into fp16's layout the bits read as the value times 2^-8, and the fp16 -> fp32 conversion
+// is exact for e4m3's subnormals too (whatever the denormal flags). The 2^-8 is undone with the block scale.
+struct Fp8 {
+  uint8_t bits;
+};
+constexpr float kFp8Unbias = 256.f;
+
+inline float to_float(Fp8 v) {
+  const int exponent = (v.bits >> 3) & 15, mantissa = v.bits & 7;
+  const float magnitude = exponent ? std::ldexp(1.f + mantissa / 8.f, exponent - 7) : std::ldexp(mantissa / 8.f, -6);
+  return (v.bits & 0x80 ? -magnitude : magnitude) / kFp8Unbias;  // the same 2^-8 as load16
+}
+
+inline f32x16 load16(const Fp8* p) {
+#ifdef __AVX512F__
+  const __m256i b = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  const __m256i half = _mm256_or_si256(_mm256_slli_epi16(_mm256_and_si256(b, _mm256_set1_epi16(0x80)), 8),
+                                       _mm256_slli_epi16(_mm256_and_si256(b, _mm256_set1_epi16(0x7F)), 7));
+  return reinterpret_cast<f32x16>(_mm512_cvtph_ps(half));
+#else
+  f32x16 v;
+  for (int i = 0; i < 16; ++i) v[i] = to_float(p[i]);
   return v;
 #endif
 }
@@ -179,6 +207,70 @@ void matmul_rows(const T* w, const float* xs, int64_t m, float* ys, int64_t ld, 
   }
 }
 
+// matmul_rows for FP8 weights with a scale per row and 128-column block (scale [rows, blocks]): each
+// block's partial sums are scaled as they finish, one accumulator vector per token.
+void matmul_rows_fp8(const Fp8* w, const float* scale, int64_t blocks, const float* xs, int64_t m, float* ys,
+                     int64_t ld, int64_t k, int64_t begin, int64_t end) {
+  constexpr int64_t kBlock = 128;
+  int64_t r = begin;
+  if (m == 1 && k % 16 == 0) {  // one token: four rows at a time, as in matvec_rows
+    for (; r + 4 <= end; r += 4) {
+      const Fp8* w0 = w + r * k;
+      f32x16 acc[4] = {};
+      for (int64_t c = 0; c < k; c += kBlock) {
+        const int64_t stop = std::min(k, c + kBlock);
+        f32x16 part[4] = {};
+        for (int64_t i = c; i < stop; i += 16) {
+          const f32x16 xv = load16(xs + i);
+          for (int64_t j = 0; j < 4; ++j) part[j] += load16(w0 + j * k + i) * xv;
+        }
+        for (int64_t j = 0; j < 4; ++j) acc[j] += part[j] * (scale[(r + j) * blocks + c / kBlock] * kFp8Unbias);
+      }
+      for (int64_t j = 0; j < 4; ++j) ys[r + j] = hsum(acc[j]);
+    }
+  }
+  for (; r < end; ++r) {
+    const Fp8* wr = w + r * k;
+    const float* sr = scale + r * blocks;
+    for (int64_t t0 = 0; t0 < m; t0 += 4) {
+      const int64_t tn = std::min<int64_t>(4, m - t0);
+      f32x16 acc[4] = {};
+      float tail[4] = {};
+      for (int64_t c = 0; c < k; c += kBlock) {
+        const int64_t stop = std::min(k, c + kBlock), vec_stop = c + (stop - c) / 16 * 16;
+        const float s = sr[c / kBlock] * kFp8Unbias;
+        f32x16 part[4] = {};
+        for (int64_t i = c; i < vec_stop; i += 16) {
+          const f32x16 wv = load16(wr + i);
+          for (int64_t j = 0; j < tn; ++j) part[j] += wv * load16(xs + (t0 + j) * k + i);
+        }
+        for (int64_t j = 0; j < tn; ++j) {
+          acc[j] += part[j] * s;
+          for (int64_t i = vec_stop; i < stop; ++i) tail[j] += to_float(wr[i]) * xs[(t0 + j) * k + i] * s;
+        }
+      }
+      for (int64_t j = 0; j < tn; ++j) ys[(t0 + j) * ld + r] = hsum(acc[j]) + tail[j];
+    }
+  }
+}
+
+// One expert matrix stack: bf16/fp32 weights, or FP8 weights with their block scales.
+template <typename W>
+struct Experts {
+  const W* w;
+  const float* scale;  // FP8 only: [E, rows, blocks]
+  int64_t rows, cols, blocks;
+
+  // ys[t * ld + r] = expert e's row r . xs[t] for r in [begin, end).
+  void rows_of(int64_t e, const float* xs, int64_t m, float* ys, int64_t ld, int64_t begin, int64_t end) const {
+    if constexpr (std::is_same_v<W, Fp8>) {
+      matmul_rows_fp8(w + e * rows * cols, scale + e * rows * blocks, blocks, xs, m, ys, ld, cols, begin, end);
+    } else {
+      matmul_rows(w + e * rows * cols, xs, m, ys, ld, cols, begin, end);
+    }
+  }
+};
+
 template <typename T>
 void matvec_typed(const at::Tensor& x, const at::Tensor& w, at::Tensor& y) {
   const int64_t n = w.size(0), k = w.size(1), m = x.numel() / k;
@@ -262,12 +354,11 @@ std::vector<ExpertGroup> route(const std::vector<float>& xf, int64_t tokens, con
   return groups;
 }
 
-template <typename T>
-void moe_typed(const at::Tensor& x, const at::Tensor& gate, const float* bias, const at::Tensor& w13,
-               const at::Tensor& w2, int64_t top_k, at::Tensor& out) {
-  const int64_t tokens = x.size(0), hidden = x.size(1), experts = w13.size(0), inter = w2.size(2);
-  const T* w13p = w13.data_ptr<T>();
-  const T* w2p = w2.data_ptr<T>();
+// T: the activations' dtype (where results are rounded); W: the weights' (T, or FP8 with scales).
+template <typename T, typename W>
+void moe_typed(const at::Tensor& x, const at::Tensor& gate, const float* bias, const Experts<W>& w13,
+               const Experts<W>& w2, int64_t top_k, at::Tensor& out) {
+  const int64_t tokens = x.size(0), hidden = x.size(1), experts = gate.size(0), inter = w2.cols;
   std::vector<ExpertGroup> groups =
       route(widen(x.data_ptr<T>(), tokens * hidden), tokens, gate.data_ptr<float>(), bias, experts, hidden, top_k);
   for (auto& g : groups) {
@@ -279,13 +370,12 @@ void moe_typed(const at::Tensor& x, const at::Tensor& gate, const float* bias, c
   // Gate and up rows of every chosen expert in one parallel pass over (expert, i): each thread computes
   // gate row i and up row I + i for its block of i, then the SwiGLU of that block, rounded where the
   // PyTorch path rounds (h, silu(gate), and the product).
-  parallel_rows(int64_t(groups.size()) * inter, 2 * hidden * int64_t(sizeof(T)), [&](int64_t b, int64_t e) {
+  parallel_rows(int64_t(groups.size()) * inter, 2 * hidden * int64_t(sizeof(W)), [&](int64_t b, int64_t e) {
     for (int64_t r = b; r < e;) {
       ExpertGroup& g = groups[r / inter];
       const int64_t first = r % inter, last = first + std::min(e, r - first + inter) - r, n = int64_t(g.tokens.size());
-      const T* w = w13p + g.expert * 2 * inter * hidden;
-      matmul_rows(w, g.x.data(), n, g.h.data(), 2 * inter, hidden, first, last);
-      matmul_rows(w, g.x.data(), n, g.h.data(), 2 * inter, hidden, inter + first, inter + last);
+      w13.rows_of(g.expert, g.x.data(), n, g.h.data(), 2 * inter, first, last);
+      w13.rows_of(g.expert, g.x.data(), n, g.h.data(), 2 * inter, inter + first, inter + last);
       for (int64_t t = 0; t < n; ++t) {
         const float* h = g.h.data() + t * 2 * inter;
         for (int64_t i = first; i < last; ++i) {
@@ -298,10 +388,9 @@ void moe_typed(const at::Tensor& x, const at::Tensor& gate, const float* bias, c
   });
   // Down projections; each thread owns a block of output rows and sums the experts into it in fp32.
   std::vector<float> acc(tokens * hidden, 0.f);
-  parallel_rows(hidden, int64_t(groups.size()) * inter * int64_t(sizeof(T)), [&](int64_t b, int64_t e) {
+  parallel_rows(hidden, int64_t(groups.size()) * inter * int64_t(sizeof(W)), [&](int64_t b, int64_t e) {
     for (auto& g : groups) {
-      matmul_rows(w2p + g.expert * hidden * inter, g.act.data(), int64_t(g.tokens.size()), g.y.data(), hidden, inter,
-                  b, e);
+      w2.rows_of(g.expert, g.act.data(), int64_t(g.tokens.size()), g.y.data(), hidden, b, e);
       for (size_t t = 0; t < g.tokens.size(); ++t) {
         float* dst = acc.data() + g.tokens[t] * hidden;
         for (int64_t i = b; i < e; ++i) dst[i] += g.weights[t] * round_to<T>(g.y[t * hidden + i]);
@@ -312,12 +401,49 @@ void moe_typed(const at::Tensor& x, const at::Tensor& gate, const float* bias, c
   for (int64_t i = 0; i < tokens * hidden; ++i) outp[i] = static_cast<T>(acc[i]);
 }
 
+template <typename W>
+Experts<W> experts_of(const at::Tensor& w, const std::optional<at::Tensor>& scale) {
+  const int64_t rows = w.size(1), cols = w.size(2);
+  if constexpr (std::is_same_v<W, Fp8>) {
+    const int64_t blocks = (cols + 127) / 128;
+    TORCH_CHECK(scale.has_value() && scale->scalar_type() == at::kFloat && scale->is_contiguous() &&
+                    scale->sizes() == at::IntArrayRef({w.size(0), rows, blocks}),
+                "mmx::moe_decode: FP8 experts ", w.sizes(), " need fp32 scales [E, rows, ", blocks, "]");
+    return {static_cast<const Fp8*>(w.data_ptr()), scale->data_ptr<float>(), rows, cols, blocks};
+  } else {
+    return {w.data_ptr<W>(), nullptr, rows, cols, 0};
+  }
+}
+
+template <typename T>
+void moe_dispatch(const at::Tensor& x, const at::Tensor& gate, const float* bias, const at::Tensor& w13,
+                  const at::Tensor& w2, int64_t top_k, const std::optional<at::Tensor>& w13_scale,
+                  const std::optional<at::Tensor>& w2_scale, at::Tensor& out) {
+  if (w13.scalar_type() == at::kFloat8_e4m3fn) {
+    moe_typed<T>(x, gate, bias, experts_of<Fp8>(w13, w13_scale), experts_of<Fp8>(w2, w2_scale), top_k, out);
+  } else {
+    moe_typed<T>(x, gate, bias, experts_of<T>(w13, w13_scale), experts_of<T>(w2, w2_scale), top_k, out);
+  }
+}
+
 // x [N, H] (a few tokens), gate [E, H] fp32, bias [E] fp32 or none, w13 [E, 2I, H] (gate rows, then up
-// rows), w2 [E, H, I] -> [N, H]: route each token to top_k experts and sum their SwiGLU outputs.
+// rows), w2 [E, H, I] -> [N, H]: route each token to top_k experts and sum their SwiGLU outputs. The
+// experts are in x's dtype, or FP8 e4m3 with fp32 scales per row and 128-column block (w13_scale
+// [E, 2I, ceil(H/128)], w2_scale [E, H, ceil(I/128)]).
 at::Tensor moe_decode(const at::Tensor& x_in, const at::Tensor& gate, const std::optional<at::Tensor>& bias,
-                      const at::Tensor& w13, const at::Tensor& w2, int64_t top_k) {
-  check_weight(w13, x_in, "mmx::moe_decode", "w13");
-  check_weight(w2, x_in, "mmx::moe_decode", "w2");
+                      const at::Tensor& w13, const at::Tensor& w2, int64_t top_k,
+                      const std::optional<at::Tensor>& w13_scale, const std::optional<at::Tensor>& w2_scale) {
+  const bool fp8 = w13.scalar_type() == at::kFloat8_e4m3fn;
+  TORCH_CHECK(!fp8 || w2.scalar_type() == at::kFloat8_e4m3fn, "mmx::moe_decode: w13 is FP8 but w2 is not");
+  for (const auto* w : {&w13, &w2}) {
+    TORCH_CHECK(w->is_contiguous() && w->device().is_cpu(), "mmx::moe_decode: experts must be contiguous CPU tensors");
+  }
+  if (!fp8) {
+    check_weight(w13, x_in, "mmx::moe_decode", "w13");
+    check_weight(w2, x_in, "mmx::moe_decode", "w2");
+  }
+  TORCH_CHECK(x_in.scalar_type() == at::kFloat || x_in.scalar_type() == at::kBFloat16,
+              "mmx::moe_decode: float32 or bfloat16 only, got ", x_in.scalar_type());
   const at::Tensor x = x_in.contiguous();
   TORCH_CHECK(x.dim() == 2 && w13.dim() == 3 && w2.dim() == 3, "mmx::moe_decode: x [N, H], w13 [E, 2I, H], w2 [E, H, I]");
   const int64_t experts = w13.size(0), hidden = x.size(1), inter = w2.size(2);
@@ -336,13 +462,12 @@ at::Tensor moe_decode(const at::Tensor& x_in, const at::Tensor& gate, const std:
   }
   at::Tensor out = at::empty_like(x);
   if (x.scalar_type() == at::kFloat) {
-    moe_typed<float>(x, gate, bias_ptr, w13, w2, top_k, out);
+    moe_dispatch<float>(x, gate, bias_ptr, w13, w2, top_k, w13_scale, w2_scale, out);
   } else {
-    moe_typed<at::BFloat16>(x, gate, bias_ptr, w13, w2, top_k, out);
+    moe_dispatch<at::BFloat16>(x, gate, bias_ptr, w13, w2, top_k, w13_scale, w2_scale, out);
   }
   return out;
 }
-
 
 // dot(a[0:n], b[0:n]) with a in T and b in fp32.
 template <typename T>
@@ -420,7 +545,9 @@ at::Tensor decode_attention(const at::Tensor& q_in, const at::Tensor& k, const a
 
 TORCH_LIBRARY(mmx, m) {
   m.def("matvec(Tensor x, Tensor w) -> Tensor");
-  m.def("moe_decode(Tensor x, Tensor gate, Tensor? bias, Tensor w13, Tensor w2, int top_k) -> Tensor");
+  m.def(
+      "moe_decode(Tensor x, Tensor gate, Tensor? bias, Tensor w13, Tensor w2, int top_k, Tensor? w13_scale=None, "
+      "Tensor? w2_scale=None) -> Tensor");
   m.def("decode_attention(Tensor q, Tensor k, Tensor v, Tensor input_pos, float scale) -> Tensor");
 }
 
@@ -445,11 +572,14 @@ AOTITorchError aoti_torch_cpu_matvec(AtenTensorHandle x, AtenTensorHandle w, Ate
 
 AOTITorchError aoti_torch_cpu_moe_decode(AtenTensorHandle x, AtenTensorHandle gate, AtenTensorHandle* bias,
                                          AtenTensorHandle w13, AtenTensorHandle w2, int64_t top_k,
+                                         AtenTensorHandle* w13_scale, AtenTensorHandle* w2_scale,
                                          AtenTensorHandle* ret0) {
   AOTI_TORCH_CONVERT_EXCEPTION_TO_ERROR_CODE({
     *ret0 = new_tensor_handle(moe_decode(*tensor_handle_to_tensor_pointer(x), *tensor_handle_to_tensor_pointer(gate),
                                          pointer_to_optional<at::Tensor>(bias), *tensor_handle_to_tensor_pointer(w13),
-                                         *tensor_handle_to_tensor_pointer(w2), top_k));
+                                         *tensor_handle_to_tensor_pointer(w2), top_k,
+                                         pointer_to_optional<at::Tensor>(w13_scale),
+                                         pointer_to_optional<at::Tensor>(w2_scale)));
   });
 }
 
