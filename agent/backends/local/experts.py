@@ -3,7 +3,8 @@
 Expert weights are stacked after loading: `w13` [E, 2*I, H] (rows 0..I-1 are w1 = gate, rows I.. are
 w3 = up) and `w2` [E, H, I], i.e. [E, out, in] like nn.Linear. No path loops over tokens in Python, and
 none but the CPU prefill one reads a device value on the host, so a decode step stays capturable as a
-GPU graph:
+GPU graph. (On the CPU, up to 32 tokens skip all of these: model.MoE calls our C++ kernel, which routes
+and runs the experts in one call; see cpu_kernels.py.)
 
 - `experts_looped` (CPU prefill): rows sorted as in `experts_grouped`, then a matmul pair per busy
   expert, each scattered into an fp32 accumulator as it finishes. It reads the row counts on the host,
