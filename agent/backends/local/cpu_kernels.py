@@ -59,12 +59,15 @@ def available() -> bool:
     from torch.utils import cpp_extension  # noqa: PLC0415  (slow import; only when kernels are wanted)
 
     _ninja_on_path()
-    name = "mmx_cpu_kernels_" + hashlib.sha256(cpu_flags().encode()).hexdigest()[:10]
+    # MMX_AGENT_CPU_MARCH: another target than this CPU, e.g. x86-64-v3 (AVX2), to test the paths that
+    # do without AVX-512.
+    march = os.environ.get("MMX_AGENT_CPU_MARCH", "native")
+    name = "mmx_cpu_kernels_" + hashlib.sha256(f"{march} {cpu_flags()}".encode()).hexdigest()[:10]
     try:
         library = cpp_extension.load(
             name=name,
             sources=[str(SOURCE)],
-            extra_cflags=["-O3", "-march=native", "-fopenmp"],
+            extra_cflags=["-O3", f"-march={march}", "-fopenmp", "-Wno-psabi"],
             extra_ldflags=["-fopenmp"],
             is_python_module=False,
         )

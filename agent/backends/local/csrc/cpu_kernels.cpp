@@ -1,11 +1,13 @@
-// CPU kernels for decoding a token or a few: a mat-vec and the whole MoE block (route + experts).
+// CPU kernels for decoding a token or a few: the projections (mat-vec), the whole MoE block (route +
+// experts) and one-token attention over the KV cache.
 //
 // At batch-1 decode every weight is read once per token, so the work is a chain of mat-vecs whose speed
-// is the rate at which weights stream in. torch's paths lose that rate in two places: oneDNN's bf16 M=1
-// matmul, and the per-op cost of the ~10 small ops of routing and expert selection. These kernels read
-// each weight row once with several rows (and so several accumulator chains) in flight, and run the MoE
-// block as one call. Weights are fp32 or bf16; accumulation is fp32; results are rounded to the weight
-// dtype at the points where the PyTorch path rounds them (model.py, experts.py).
+// is the rate at which weights stream in. torch's paths lose that rate in two places: oneDNN's bf16
+// small-M matmul (~40 us a call whatever M below 64), and the per-op cost of the ~10 small ops of routing
+// and expert selection. These kernels read each weight row once, with several rows (and so several
+// accumulator chains) in flight, for all tokens of the call, and run the MoE block as one call. Weights
+// are fp32 or bf16 (experts also FP8 e4m3 with block scales); accumulation is fp32; results are rounded
+// to the activation dtype at the points where the PyTorch path rounds them (model.py, experts.py).
 //
 // Built on first use by agent/backends/local/cpu_kernels.py (torch.utils.cpp_extension, -march=native).
 
