@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from agent.backends.local import compiled
 from agent.backends.local.compiled import compile_decode_step
 from agent.backends.local.generate import Generator, SamplingParams
 from agent.backends.local.loader import load_model
@@ -99,7 +100,10 @@ def test_a_failed_build_falls_back_to_eager_decoding(random_checkpoint, monkeypa
 def test_built_steps_are_cached_by_shape_and_a_damaged_file_is_rebuilt(
     random_checkpoint, tmp_path, monkeypatch
 ):
+    """The package cache serves later processes (here: the registry of loaded packages emptied, as in a
+    new process); within one process a second step of the same shape is a private build."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(compiled, "_LOADED", set())
     steps = tmp_path / "mmx-agent" / "decode-steps"
     model = load_model(random_checkpoint, dtype="float32")
     model.setup_caches(256)
@@ -108,15 +112,44 @@ def test_built_steps_are_cached_by_shape_and_a_damaged_file_is_rebuilt(
         compile_decode_step(model)
         (package,) = steps.iterdir()
         built = package.stat().st_mtime_ns
-        step = compile_decode_step(model)  # the same shape: loaded, not built again
-        assert list(steps.iterdir()) == [package] and package.stat().st_mtime_ns == built
         expected = model(token, pos)
+
+        step = compile_decode_step(model)  # same process: a build of its own, the cache untouched
+        assert list(steps.iterdir()) == [package] and package.stat().st_mtime_ns == built
         assert (step(token, pos) - expected).abs().max().item() <= 1e-5
 
+        compiled._LOADED.clear()  # a new process: loaded from the cache, not built again
+        step = compile_decode_step(model)
+        assert list(steps.iterdir()) == [package] and package.stat().st_mtime_ns == built
+        assert (step(token, pos) - expected).abs().max().item() <= 1e-5
+
+        compiled._LOADED.clear()
         package.write_bytes(b"not a package")
         step = compile_decode_step(model)
         assert (step(token, pos) - expected).abs().max().item() <= 1e-5
+        assert package.stat().st_size > 1000  # rebuilt in place
 
         model.setup_caches(512)  # another cache size is another library
         compile_decode_step(model)
         assert len(list(steps.iterdir())) == 2
+
+
+def test_two_models_of_one_shape_each_decode_with_their_own_weights(random_checkpoint, tmp_path):
+    """Two same-shape models in one process, steps used in turns: each must see only its own weights and
+    cache (a second load of one cached package would share the first one's constants)."""
+    from agent.backends.local.checkpoint_writer import init_checkpoint
+
+    init_checkpoint(tmp_path, "tiny", seed=1)
+    models = [load_model(random_checkpoint, dtype="float32"), load_model(tmp_path, dtype="float32")]
+    with torch.inference_mode():
+        steps = []
+        for model in models:
+            model.setup_caches(256)
+            model(torch.tensor([[3, 4, 5]]), torch.arange(3))
+            steps.append(compile_decode_step(model))
+        for position in (3, 4, 5):
+            token = torch.tensor([[position * 7]])
+            for model, step in zip(models, steps, strict=True):
+                compiled = step(token, torch.tensor([position]))
+                eager = model(token, torch.tensor([position]))  # rewrites the same cache slot
+                assert (compiled - eager).abs().max().item() <= 1e-5

@@ -10,7 +10,8 @@ On CUDA, torch.compile with CUDA graphs does the same job.
 
 The step has static shapes, so it is built for one cache size; `Generator` builds it again when the
 cache grows. Built CPU steps are kept in $XDG_CACHE_HOME/mmx-agent/decode-steps (default ~/.cache/...),
-keyed by what they depend on (`_step_key`), so only the first run on a machine pays the build.
+keyed by what they depend on (`_step_key`), so only the first run on a machine pays the build (and a
+second same-shape model in one process, which gets a private build: see `_aot_cpu_step`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict
@@ -30,6 +32,7 @@ from agent.backends.local.model import M2Transformer
 from agent.config import user_cache_dir
 
 DecodeStep = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+_LOADED: set[str] = set()  # step keys whose cached package this process has loaded
 
 
 def compile_decode_step(model: M2Transformer) -> DecodeStep:
@@ -45,16 +48,27 @@ def compile_decode_step(model: M2Transformer) -> DecodeStep:
 
 def _aot_cpu_step(model: M2Transformer) -> DecodeStep:
     configs = _inductor_configs()
-    package = user_cache_dir() / "decode-steps" / f"{_step_key(model, configs)}.pt2"
-    runner = None
-    if package.exists():
-        try:
+    key = _step_key(model, configs)
+    if key in _LOADED:
+        # A second model of this shape in this process: loading the same package again gives a runner
+        # that shares the first one's constants (measured: it decodes with the other model's weights),
+        # so this one gets a build of its own, not cached.
+        with tempfile.TemporaryDirectory(prefix="mmx-decode-") as tmp:
+            private = Path(tmp) / "decode.pt2"
+            _build_package(model, configs, private)
+            runner = torch._inductor.aoti_load_package(str(private))
+    else:
+        package = user_cache_dir() / "decode-steps" / f"{key}.pt2"
+        runner = None
+        if package.exists():
+            try:
+                runner = torch._inductor.aoti_load_package(str(package))
+            except Exception:  # noqa: BLE001 - a damaged file (an interrupted copy, a full disk): rebuild
+                runner = None
+        if runner is None:
+            _build_package(model, configs, package)
             runner = torch._inductor.aoti_load_package(str(package))
-        except Exception:  # noqa: BLE001 - a damaged file (an interrupted copy, a full disk): rebuild it
-            runner = None
-    if runner is None:
-        _build_package(model, configs, package)
-        runner = torch._inductor.aoti_load_package(str(package))
+        _LOADED.add(key)
     tensors = dict(model.named_parameters()) | dict(model.named_buffers())
     names = runner.get_constant_fqns()
     missing = [name for name in names if name not in tensors]
