@@ -42,11 +42,11 @@ def copy_bandwidth(nbytes: int, repeats: int = 5) -> float:
 def fp8_decode_row(e, h, i, k, gate, tokens, g):
     """mmx::moe_decode on FP8 e4m3 experts with fp32 scales per row and 128-column block; GB/s counts
     the FP8 bytes and the scales read."""
-    from agent.backends.local.loader import _expert_stack
+    from agent.backends.local.loader import empty_expert_stack
 
     cpu = torch.device("cpu")
-    w13 = _expert_stack((e, 2 * i, h), torch.float8_e4m3fn, cpu)
-    w2 = _expert_stack((e, h, i), torch.float8_e4m3fn, cpu)
+    w13 = empty_expert_stack((e, 2 * i, h), torch.float8_e4m3fn, cpu)
+    w2 = empty_expert_stack((e, h, i), torch.float8_e4m3fn, cpu)
     for j in range(e):
         w13[j] = torch.empty(2 * i, h).uniform_(-300, 300, generator=g)
         w2[j] = torch.empty(h, i).uniform_(-300, 300, generator=g)
@@ -86,12 +86,12 @@ def main() -> None:
 
     from agent.backends.local import cpu_kernels
     from agent.backends.local.experts import experts_gathered, experts_grouped, run_experts
-    from agent.backends.local.loader import _expert_stack
+    from agent.backends.local.loader import empty_expert_stack
 
     e, h, i, k = a.experts, a.hidden, a.width, a.top_k
     copy = copy_bandwidth(1 << 30)
-    w13 = _expert_stack((e, 2 * i, h), dtype, torch.device("cpu"))  # as the loader allocates them
-    w2 = _expert_stack((e, h, i), dtype, torch.device("cpu"))
+    w13 = empty_expert_stack((e, 2 * i, h), dtype, torch.device("cpu"))  # as the loader allocates them
+    w2 = empty_expert_stack((e, h, i), dtype, torch.device("cpu"))
     g = torch.Generator().manual_seed(0)
     for j in range(e):  # expert by expert: no full-size fp32 temporary
         w13[j].uniform_(-0.03, 0.03, generator=g)

@@ -110,12 +110,10 @@ def _step_key(model: M2Transformer, configs: dict) -> str:
     digest = hashlib.sha256()
     for source in sources:
         digest.update(source.read_bytes())
-    tensors = dict(model.named_parameters()) | dict(model.named_buffers())
+    tensors = dict(model.named_parameters()) | dict(model.named_buffers())  # FP8 experts change these
     shape = dict(
         args=asdict(model.args),
-        tensors=sorted(
-            (name, str(t.dtype), tuple(t.shape)) for name, t in tensors.items()
-        ),  # e.g. FP8 experts
+        tensors=sorted((name, str(t.dtype), tuple(t.shape)) for name, t in tensors.items()),
         dtype=str(model.dtype),
         cache=(model.max_seq_len, model.max_batch),
         torch=torch.__version__,

@@ -160,7 +160,7 @@ def _check(shards: _Shards, args: ModelArgs, model_dir: Path) -> dict[str, tuple
     return fp8
 
 
-def _expert_stack(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+def empty_expert_stack(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """An empty tensor for stacked experts. On the CPU, in memory asking for 2 MB pages: decode reads a few
     randomly chosen experts per token from a pool far larger than the TLB covers with 4 KB pages, and
     the page walks cost ~30% of the MoE's time (measured on the dev box; THP "madvise" mode, the default
@@ -249,8 +249,8 @@ def load_model(
                 )
             # Stack the experts one tensor at a time: peak memory is the model plus one expert matrix.
             stored = torch.float8_e4m3fn if fp8_experts else dtype
-            w13 = _expert_stack((e, 2 * i, h), stored, device)
-            w2 = _expert_stack((e, h, i), stored, device)
+            w13 = empty_expert_stack((e, 2 * i, h), stored, device)
+            w2 = empty_expert_stack((e, h, i), stored, device)
             if fp8_experts:
                 s13 = torch.empty(e, 2 * i, math.ceil(h / 128), device=device)
                 s2 = torch.empty(e, h, math.ceil(i / 128), device=device)
