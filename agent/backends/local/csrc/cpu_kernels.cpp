@@ -101,6 +101,17 @@ inline float round_to(float v) {
   return static_cast<float>(static_cast<T>(v));
 }
 
+// dot(a[0:n], b[0:n]) with a in T and b in fp32.
+template <typename T>
+inline float dot(const T* a, const float* b, int64_t n) {
+  const int64_t nv = n - n % 16;
+  f32x16 acc = {};
+  for (int64_t i = 0; i < nv; i += 16) acc += load16(a + i) * load16(b + i);
+  float s = hsum(acc);
+  for (int64_t i = nv; i < n; ++i) s += to_float(a[i]) * b[i];
+  return s;
+}
+
 // Blocks of four rows to prefetch ahead. The hardware prefetcher stops at each 4 KB page and restarts
 // slowly, which costs most on the short, randomly chosen expert matrices; a block takes ~60 cycles, so
 // four blocks ahead covers a last-level-cache miss.
@@ -143,14 +154,7 @@ void matvec_rows(const T* w, const float* x, float* y, int64_t k, int64_t begin,
     y[r + 2] = s2;
     y[r + 3] = s3;
   }
-  for (; r < end; ++r) {
-    const T* wr = w + r * k;
-    f32x16 a = {};
-    for (int64_t i = 0; i < kv; i += 16) a += load16(wr + i) * load16(x + i);
-    float s = hsum(a);
-    for (int64_t i = kv; i < k; ++i) s += to_float(wr[i]) * x[i];
-    y[r] = s;
-  }
+  for (; r < end; ++r) y[r] = dot(w + r * k, x, k);
 }
 
 // Split rows among threads in blocks of at least ~64 KB of weights: less is not worth a thread.
@@ -198,14 +202,7 @@ void matmul_rows(const T* w, const float* xs, int64_t m, float* ys, int64_t ld, 
         ys[(t + j) * ld + r] = s[j];
       }
     }
-    for (; t < m; ++t) {
-      const float* xt = xs + t * k;
-      f32x16 a = {};
-      for (int64_t i = 0; i < kv; i += 16) a += load16(wr + i) * load16(xt + i);
-      float s0 = hsum(a);
-      for (int64_t i = kv; i < k; ++i) s0 += to_float(wr[i]) * xt[i];
-      ys[t * ld + r] = s0;
-    }
+    for (; t < m; ++t) ys[t * ld + r] = dot(wr, xs + t * k, k);
   }
 }
 
@@ -469,17 +466,6 @@ at::Tensor moe_decode(const at::Tensor& x_in, const at::Tensor& gate, const std:
     moe_dispatch<at::BFloat16>(x, gate, bias_ptr, w13, w2, top_k, w13_scale, w2_scale, out);
   }
   return out;
-}
-
-// dot(a[0:n], b[0:n]) with a in T and b in fp32.
-template <typename T>
-inline float dot(const T* a, const float* b, int64_t n) {
-  const int64_t nv = n - n % 16;
-  f32x16 acc = {};
-  for (int64_t i = 0; i < nv; i += 16) acc += load16(a + i) * load16(b + i);
-  float s = hsum(acc);
-  for (int64_t i = nv; i < n; ++i) s += to_float(a[i]) * b[i];
-  return s;
 }
 
 template <typename T>
