@@ -93,13 +93,36 @@ def test_bad_arguments_raise_clear_errors():
         torch.ops.mmx.matvec(x, torch.randn(8, 15))
     with pytest.raises(RuntimeError, match="float32 or bfloat16 only"):
         torch.ops.mmx.matvec(x.half(), torch.randn(8, 16).half())
-    with pytest.raises(RuntimeError, match="w is BFloat16 but x is Float"):
-        torch.ops.mmx.matvec(x, torch.randn(8, 16).bfloat16())
+    with pytest.raises(RuntimeError, match="w is Float but x is BFloat16"):  # bf16 under fp32 only
+        torch.ops.mmx.matvec(x.bfloat16(), torch.randn(8, 16))
     q, k = torch.randn(1, 4, 1, 8), torch.randn(1, 2, 10, 8)
     with pytest.raises(RuntimeError, match="outside the cache of 10"):
         torch.ops.mmx.decode_attention(q, k, k, torch.tensor([10]), 1.0)
+    with pytest.raises(RuntimeError, match="the cache must be in q's dtype"):
+        torch.ops.mmx.decode_attention(q, k.bfloat16(), k.bfloat16(), torch.tensor([3]), 1.0)
     with pytest.raises(RuntimeError, match="top_k 9 out of range for 8 experts"):
         torch.ops.mmx.moe_decode(x, torch.randn(8, 16), None, torch.randn(8, 6, 16), torch.randn(8, 16, 3), 9)
+    with pytest.raises(RuntimeError, match="w13 is BFloat16 but w2 is Float"):
+        w13 = torch.randn(8, 6, 16).bfloat16()
+        torch.ops.mmx.moe_decode(x, torch.randn(8, 16), None, w13, torch.randn(8, 16, 3), 2)
+
+
+@pytest.mark.parametrize("tokens", [1, 2, 3, 5, 32])
+def test_bf16_weights_under_fp32_activations_give_the_bits_of_their_fp32_copies(tokens):
+    """An fp32 model keeps exactly-bf16 weights in bf16 (loader's bf16_weights): the kernels widen them as
+    they read, so the projections and the MoE block return exactly what fp32 copies would give."""
+    g = gen(6)
+    x = torch.randn(tokens, 200, generator=g)
+    w = torch.randn(77, 200, generator=g).bfloat16()
+    assert torch.equal(torch.ops.mmx.matvec(x, w), torch.ops.mmx.matvec(x, w.float()))
+    experts, hidden, inter = 8, 200, 72
+    gate = torch.randn(experts, hidden, generator=g) / hidden**0.5
+    w13 = (torch.randn(experts, 2 * inter, hidden, generator=g) / hidden**0.5).bfloat16()
+    w2 = (torch.randn(experts, hidden, inter, generator=g) / inter**0.5).bfloat16()
+    out = torch.ops.mmx.moe_decode(x, gate, None, w13, w2, 3)
+    assert out.dtype == torch.float32
+    assert torch.equal(out, torch.ops.mmx.moe_decode(x, gate, None, w13.float(), w2.float(), 3))
+    assert out.abs().max() > 0.1
 
 
 def test_model_with_kernels_equals_model_without(random_checkpoint, monkeypatch):
@@ -205,7 +228,7 @@ def test_moe_decode_on_fp8_experts_equals_the_dequantized_loop(dtype, tokens, ex
 def test_the_kernels_built_without_avx512_pass_the_same_tests(tmp_path):
     """Many CPUs have AVX2 but not AVX-512: build for x86-64-v3 and run this file's kernel tests on it."""
     env = dict(os.environ, TORCH_EXTENSIONS_DIR=str(tmp_path), MMX_AGENT_CPU_MARCH="x86-64-v3")
-    kernel_tests = "matvec or moe_decode or decode_attention or bad_arguments"
+    kernel_tests = "matvec or moe_decode or decode_attention or bad_arguments or bf16_weights"
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "-k", kernel_tests],
         env=env,

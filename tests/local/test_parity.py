@@ -1,4 +1,5 @@
-"""Our network against transformers' MiniMaxM2ForCausalLM on checkpoints transformers wrote (fp32)."""
+"""Our network against transformers' MiniMaxM2ForCausalLM on checkpoints transformers wrote (fp32, and bf16
+where the test says so)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from agent.backends.local.checkpoint_writer import save_checkpoint
 from agent.backends.local.compiled import _step_key
 from agent.backends.local.generate import Generator, SamplingParams
 from agent.backends.local.loader import load_model
-from tests.local.reference import FP8_SHAPES, dequantize_blocks, hf_model
+from tests.local.reference import FP8_SHAPES, TINY, dequantize_blocks, hf_model
 
 SEQ = 256
 
@@ -186,3 +187,42 @@ def test_fp8_experts_need_an_fp8_checkpoint(tiny_checkpoint):
     _, path = tiny_checkpoint
     with pytest.raises(ValueError, match="not all FP8"):
         load_model(path, fp8_experts=True)
+
+
+def test_bf16_weights_of_an_fp32_model_stay_bf16_and_change_no_bit(tmp_path):
+    """A checkpoint stored in bf16 (as released ones are) loaded as float32 on the CPU keeps its large
+    matrices in bf16 by default (half the bytes per token); every path computes exactly what the model with
+    fp32 copies computes: long prefill (PyTorch ops, widened one matrix at a time), short prefill and
+    decode (our kernels), and the compiled step. transformers in fp32 is the reference."""
+    from transformers import MiniMaxM2ForCausalLM
+
+    hf_model(seed=4, **TINY).to(torch.bfloat16).save_pretrained(tmp_path, max_shard_size="200KB")
+    hf = MiniMaxM2ForCausalLM.from_pretrained(tmp_path, dtype=torch.float32).eval()
+    kept = load_model(tmp_path, dtype="float32")
+    wide = load_model(tmp_path, dtype="float32", bf16_weights=False)
+    layer = kept.layers[0]
+    big = (kept.lm_head, layer.attn.wqkv, layer.attn.wo, layer.moe.w13, layer.moe.w2)
+    assert {t.dtype for t in big} == {torch.bfloat16}
+    assert {t.dtype for t in (kept.embed, layer.moe.gate, layer.attn.q_norm, kept.norm)} == {torch.float32}
+    assert {t.dtype for t in wide.parameters()} == {torch.float32}
+
+    for length in (SEQ, 20):  # past the kernels' few tokens, and within them
+        tokens = ids(length, TINY["vocab_size"], seed=length)
+        ours = our_logits(kept, tokens)
+        assert torch.equal(ours, our_logits(wide, tokens)), length
+    with torch.no_grad():
+        ref = hf(tokens).logits
+    assert (ours - ref).abs().max().item() <= 1e-4
+
+    prompt = ids(12, TINY["vocab_size"], seed=8)[0].tolist()
+    greedy = SamplingParams(greedy=True)
+    eager = list(Generator(wide).generate(prompt, 40, greedy))
+    assert list(Generator(kept, compile=True).generate(prompt, 40, greedy)) == eager
+    assert _step_key(kept, {}) != _step_key(wide, {})
+
+
+def test_bf16_weights_are_for_fp32_models_on_the_cpu(random_checkpoint):
+    with pytest.raises(ValueError, match="only for a float32 model on the CPU"):
+        load_model(random_checkpoint, dtype="bfloat16", bf16_weights=True)
+    model = load_model(random_checkpoint, dtype="float32", bf16_weights=True)
+    assert model.lm_head.dtype == torch.bfloat16  # `model init` writes bf16

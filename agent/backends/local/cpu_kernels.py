@@ -120,13 +120,18 @@ def _register_fakes() -> None:
 FEW_TOKENS = 32
 
 
+def active() -> bool:
+    """Enabled and built: the model's CPU paths will call the kernels."""
+    return enabled() and available()
+
+
 def usable(tokens: int, x: torch.Tensor, w: torch.Tensor, *, limit: int = FEW_TOKENS) -> bool:
-    """Whether the kernels take this call: a few tokens on the CPU, fp32 or bf16 weights matching x."""
+    """Whether the kernels take this call: a few tokens on the CPU, fp32 or bf16 weights matching x, bf16
+    weights under fp32 x (loader's bf16_weights), or FP8 experts."""
     return (
         tokens <= limit
         and x.device.type == "cpu"
         and x.dtype in DTYPES
-        and w.dtype in (x.dtype, torch.float8_e4m3fn)  # FP8: experts only (moe_decode)
-        and enabled()
-        and available()
+        and (w.dtype in (x.dtype, torch.float8_e4m3fn) or (x.dtype, w.dtype) == DTYPES)  # FP8: moe_decode
+        and active()
     )

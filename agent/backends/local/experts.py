@@ -87,7 +87,8 @@ def experts_looped(
 ) -> torch.Tensor:
     """x [N, H], weights/idx [N, k] -> [N, H]. Sorted rows, a matmul pair per busy expert, weighted
     scatter-add into fp32 (host-side row counts: eager CPU prefill only). With `scales`, the experts are
-    FP8 (loader's fp8_experts) and each busy one is dequantized just before its matmuls."""
+    FP8 (loader's fp8_experts) and each busy one is dequantized just before its matmuls; bf16 experts
+    under fp32 x (loader's bf16_weights) are widened the same way."""
     n, k = idx.shape
     inter = w2.shape[-1]
     sorted_ids, order = idx.reshape(-1).sort(stable=True)
@@ -105,6 +106,8 @@ def experts_looped(
         if scales is not None:
             up = dequantize_expert(up, scales[0][expert], x.dtype)
             down = dequantize_expert(down, scales[1][expert], x.dtype)
+        elif up.dtype != x.dtype:
+            up, down = up.to(x.dtype), down.to(x.dtype)
         h = F.linear(x.index_select(0, rows), up)
         y = F.linear(F.silu(h[:, :inter]) * h[:, inter:], down)
         out.index_add_(0, rows, y.float().mul_(row_weights[start:end]))

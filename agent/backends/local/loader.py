@@ -182,6 +182,7 @@ def load_model(
     dtype: str | torch.dtype | None = None,
     device: str | torch.device = "cpu",
     fp8_experts: bool | None = None,
+    bf16_weights: bool | None = None,
 ) -> M2Transformer:
     """Build M2Transformer from a checkpoint directory. dtype defaults to the config's torch_dtype
     (bfloat16 for FP8 checkpoints); the router always stays fp32.
@@ -189,7 +190,13 @@ def load_model(
     fp8_experts: keep FP8 expert weights as stored, with their block scales, and compute with them
     directly (half the memory and half the bytes per token of bf16). None: when every expert weight is
     FP8 in 128-column blocks, the device is the CPU and our CPU kernels are available (they run the
-    FP8 experts; without them every FP8 weight is dequantized here)."""
+    FP8 experts; without them every FP8 weight is dequantized here).
+
+    bf16_weights: in a float32 model, keep the large matrices (attention projections, experts, lm_head)
+    that the checkpoint stores in bf16 in bf16. Widening bf16 to fp32 is exact, so the model computes
+    exactly what it would with fp32 copies (our CPU kernels widen as they read; other paths widen one
+    matrix at a time), while decode reads half the bytes per token and the weights take half the memory.
+    None: when the device is the CPU and our CPU kernels are available."""
     model_dir = Path(model_dir)
     args = ModelArgs.from_dir(model_dir)
     if dtype is None:
@@ -210,10 +217,20 @@ def load_model(
                 t = dequantize_fp8(t, shards.get(name + "_scale_inv"), fp8[name])
             return t.to(device=device, dtype=to)
 
+        if bf16_weights is None:
+            bf16_weights = dtype == torch.float32 and device.type == "cpu" and cpu_kernels.active()
+        elif bf16_weights and (dtype != torch.float32 or device.type != "cpu"):
+            raise ValueError("bf16_weights: only for a float32 model on the CPU")
+
+        def stored(*names: str) -> torch.dtype:
+            """The dtype to keep these weights in (one matrix in the model)."""
+            exact = bf16_weights and all(shards.info(name)[0] == "BF16" for name in names)
+            return torch.bfloat16 if exact else dtype
+
         expert_names = [n for n in expected_shapes(args) if ".block_sparse_moe.experts." in n]
         fp8_blocks = {fp8.get(n, (0, 0))[1] for n in expert_names}
         if fp8_experts is None:
-            fp8_experts = fp8_blocks == {128} and device.type == "cpu" and cpu_kernels.available()
+            fp8_experts = fp8_blocks == {128} and device.type == "cpu" and cpu_kernels.active()
         elif fp8_experts and fp8_blocks != {128}:
             raise ValueError(
                 "fp8_experts: the checkpoint's expert weights are not all FP8 in 128-column blocks"
@@ -227,10 +244,11 @@ def load_model(
 
         with torch.device("meta"):
             model = M2Transformer(args, fp8_experts=fp8_experts)
+        head = "model.embed_tokens.weight" if args.tie_word_embeddings else "lm_head.weight"
         sd: dict[str, torch.Tensor] = {
-            "embed": read("model.embed_tokens.weight"),
+            "embed": read("model.embed_tokens.weight"),  # one row per token: nothing to gain
             "norm": read("model.norm.weight"),
-            "lm_head": read("model.embed_tokens.weight" if args.tie_word_embeddings else "lm_head.weight"),
+            "lm_head": read(head, stored(head)),
         }
         e, i, h = args.num_experts, args.expert_dim, args.hidden_size
         for n in range(args.num_layers):
@@ -238,8 +256,9 @@ def load_model(
             attn = p + "self_attn."
             sd[q + "input_norm"] = read(p + "input_layernorm.weight")
             sd[q + "post_attn_norm"] = read(p + "post_attention_layernorm.weight")
-            sd[q + "attn.wqkv"] = torch.cat([read(attn + f"{x}_proj.weight") for x in "qkv"])
-            sd[q + "attn.wo"] = read(attn + "o_proj.weight")
+            qkv = [attn + f"{x}_proj.weight" for x in "qkv"]
+            sd[q + "attn.wqkv"] = torch.cat([read(name, stored(*qkv)) for name in qkv])
+            sd[q + "attn.wo"] = read(attn + "o_proj.weight", stored(attn + "o_proj.weight"))
             sd[q + "attn.q_norm"] = read(attn + "q_norm.weight")
             sd[q + "attn.k_norm"] = read(attn + "k_norm.weight")
             sd[q + "moe.gate"] = read(p + "block_sparse_moe.gate.weight", torch.float32)
@@ -248,9 +267,12 @@ def load_model(
                     p + "block_sparse_moe.e_score_correction_bias", torch.float32
                 )
             # Stack the experts one tensor at a time: peak memory is the model plus one expert matrix.
-            stored = torch.float8_e4m3fn if fp8_experts else dtype
-            w13 = empty_expert_stack((e, 2 * i, h), stored, device)
-            w2 = empty_expert_stack((e, h, i), stored, device)
+            layer_experts = [
+                f"{p}block_sparse_moe.experts.{j}.w{k}.weight" for j in range(e) for k in (1, 2, 3)
+            ]
+            experts_dtype = torch.float8_e4m3fn if fp8_experts else stored(*layer_experts)
+            w13 = empty_expert_stack((e, 2 * i, h), experts_dtype, device)
+            w2 = empty_expert_stack((e, h, i), experts_dtype, device)
             if fp8_experts:
                 s13 = torch.empty(e, 2 * i, math.ceil(h / 128), device=device)
                 s2 = torch.empty(e, h, math.ceil(i / 128), device=device)
@@ -263,9 +285,9 @@ def load_model(
             else:
                 for j in range(e):
                     x = f"{p}block_sparse_moe.experts.{j}."
-                    w13[j, :i] = read(x + "w1.weight")  # gate
-                    w13[j, i:] = read(x + "w3.weight")  # up
-                    w2[j] = read(x + "w2.weight")
+                    w13[j, :i] = read(x + "w1.weight", experts_dtype)  # gate
+                    w13[j, i:] = read(x + "w3.weight", experts_dtype)  # up
+                    w2[j] = read(x + "w2.weight", experts_dtype)
             sd[q + "moe.w13"], sd[q + "moe.w2"] = w13, w2
         model.load_state_dict(sd, strict=True, assign=True)
     return model.eval().requires_grad_(False)

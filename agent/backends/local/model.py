@@ -36,7 +36,7 @@ def linear(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         return torch.ops.mmx.matvec(x, w)
     if x.shape[:-1].numel() == 1 and w.dtype != torch.float32 and torch.compiler.is_compiling():
         return (w * x.reshape(1, -1)).sum(-1).view(*x.shape[:-1], w.shape[0])
-    return F.linear(x, w)
+    return F.linear(x, w if w.dtype == x.dtype else w.to(x.dtype))  # bf16 weights of an fp32 model: exact
 
 
 def rope_tables(args: ModelArgs, max_seq_len: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -150,7 +150,8 @@ class MoE(nn.Module):
             args = (self.gate, self.correction_bias, self.w13, self.w2, self.top_k, *(scales or ()))
             return torch.ops.mmx.moe_decode(flat, *args).view(x.shape)
         weights, idx = route(flat, self.gate, self.correction_bias, self.top_k)
-        if scales:  # FP8 experts past the kernels' few tokens: dequantized one busy expert at a time
+        if scales or self.w13.dtype != flat.dtype:
+            # FP8 or exactly-bf16 experts past the kernels' few tokens: widened one busy expert at a time.
             return experts_looped(flat, weights, idx, self.w13, self.w2, scales).view(x.shape)
         return run_experts(flat, weights, idx, self.w13, self.w2).view(x.shape)
 

@@ -6,8 +6,9 @@
 // small-M matmul (~40 us a call whatever M below 64), and the per-op cost of the ~10 small ops of routing
 // and expert selection. These kernels read each weight row once, with several rows (and so several
 // accumulator chains) in flight, for all tokens of the call, and run the MoE block as one call. Weights
-// are fp32 or bf16 (experts also FP8 e4m3 with block scales); accumulation is fp32; results are rounded
-// to the activation dtype at the points where the PyTorch path rounds them (model.py, experts.py).
+// are in the activations' dtype, fp32 or bf16, or bf16 under fp32 activations (exactly-bf16 weights kept
+// at half the bytes); experts may also be FP8 e4m3 with block scales. Accumulation is fp32; results are
+// rounded to the activation dtype at the points where the PyTorch path rounds them (model.py, experts.py).
 //
 // Built on first use by agent/backends/local/cpu_kernels.py (torch.utils.cpp_extension, -march=native).
 
@@ -101,14 +102,16 @@ inline float round_to(float v) {
   return static_cast<float>(static_cast<T>(v));
 }
 
-// dot(a[0:n], b[0:n]) with a in T and b in fp32.
+// dot(a[0:n], b[0:n]) with a in T and b in fp32. Scalar tails use explicit fused multiply-adds, as the
+// vector bodies do, so that bf16 and fp32 weights of equal value give equal bits (the compiler would
+// contract some tails and not others).
 template <typename T>
 inline float dot(const T* a, const float* b, int64_t n) {
   const int64_t nv = n - n % 16;
   f32x16 acc = {};
   for (int64_t i = 0; i < nv; i += 16) acc += load16(a + i) * load16(b + i);
   float s = hsum(acc);
-  for (int64_t i = nv; i < n; ++i) s += to_float(a[i]) * b[i];
+  for (int64_t i = nv; i < n; ++i) s = std::fma(to_float(a[i]), b[i], s);
   return s;
 }
 
@@ -144,10 +147,10 @@ void matvec_rows(const T* w, const float* x, float* y, int64_t k, int64_t begin,
     }
     float s0 = hsum(a0), s1 = hsum(a1), s2 = hsum(a2), s3 = hsum(a3);
     for (int64_t i = kv; i < k; ++i) {
-      s0 += to_float(w0[i]) * x[i];
-      s1 += to_float(w1[i]) * x[i];
-      s2 += to_float(w2[i]) * x[i];
-      s3 += to_float(w3[i]) * x[i];
+      s0 = std::fma(to_float(w0[i]), x[i], s0);
+      s1 = std::fma(to_float(w1[i]), x[i], s1);
+      s2 = std::fma(to_float(w2[i]), x[i], s2);
+      s3 = std::fma(to_float(w3[i]), x[i], s3);
     }
     y[r] = s0;
     y[r + 1] = s1;
@@ -171,38 +174,58 @@ std::vector<float> widen(const T* x, int64_t n) {
   return out;
 }
 
+// Rows r..r+3 of w against tokens t..t+N-1 of xs (fp32 [m, k]), into ys[token * ld + row]: 4N accumulator
+// chains, each weight vector loaded once for N tokens and each activation vector once for four rows. The
+// sums are formed in the same order as in matvec_rows and dot(), so any m gives the same bits.
+template <int N, typename T>
+inline void tile_4_rows(const T* w, const float* xs, float* ys, int64_t ld, int64_t k, int64_t r, int64_t t) {
+  const int64_t kv = k - k % 16;
+  const T* wr = w + r * k;
+  const float* xt = xs + t * k;
+  f32x16 acc[4][N] = {};
+  for (int64_t i = 0; i < kv; i += 16) {
+    f32x16 wv[4];
+    for (int j = 0; j < 4; ++j) wv[j] = load16(wr + j * k + i);
+    for (int n = 0; n < N; ++n) {
+      const f32x16 xv = load16(xt + n * k + i);
+      for (int j = 0; j < 4; ++j) acc[j][n] += wv[j] * xv;
+    }
+  }
+  for (int j = 0; j < 4; ++j) {
+    for (int n = 0; n < N; ++n) {
+      float s = hsum(acc[j][n]);
+      for (int64_t i = kv; i < k; ++i) s = std::fma(to_float(wr[j * k + i]), xt[n * k + i], s);
+      ys[(t + n) * ld + r + j] = s;
+    }
+  }
+}
+
 // ys[t * ld + r] = w[r, :] . xs[t, :] for rows r in [begin, end) and m tokens; xs is fp32 [m, k]. One
-// token takes the four-row kernel; more tokens take each weight row once (from memory) and reuse it
-// from L1 for four tokens at a time, so the weights are read once however many tokens there are.
+// token takes the four-row kernel; more tokens take four weight rows at a time (from memory) and reuse
+// them from L1 for every group of up to four tokens, so the weights are read once however many tokens
+// there are.
 template <typename T>
 void matmul_rows(const T* w, const float* xs, int64_t m, float* ys, int64_t ld, int64_t k, int64_t begin,
                  int64_t end) {
   if (m == 1) return matvec_rows(w, xs, ys, k, begin, end);
-  const int64_t kv = k - k % 16, row_bytes = k * int64_t(sizeof(T));
-  for (int64_t r = begin; r < end; ++r) {
-    const T* wr = w + r * k;
-    if (r + 4 * kPrefetchBlocks < end) {  // the same distance ahead as matvec_rows
-      const char* next = reinterpret_cast<const char*>(wr + 4 * kPrefetchBlocks * k);
-      for (int64_t line = 0; line < row_bytes; line += 64) __builtin_prefetch(next + line);
+  const int64_t block_bytes = 4 * k * int64_t(sizeof(T));
+  int64_t r = begin;
+  for (; r + 4 <= end; r += 4) {
+    if (r + 4 * (kPrefetchBlocks + 1) <= end) {  // the same distance ahead as matvec_rows
+      const char* next = reinterpret_cast<const char*>(w + (r + 4 * kPrefetchBlocks) * k);
+      for (int64_t line = 0; line < block_bytes; line += 64) __builtin_prefetch(next + line);
     }
     int64_t t = 0;
-    for (; t + 4 <= m; t += 4) {
-      const float* x0 = xs + t * k;
-      f32x16 a0 = {}, a1 = {}, a2 = {}, a3 = {};
-      for (int64_t i = 0; i < kv; i += 16) {
-        const f32x16 wv = load16(wr + i);
-        a0 += wv * load16(x0 + i);
-        a1 += wv * load16(x0 + k + i);
-        a2 += wv * load16(x0 + 2 * k + i);
-        a3 += wv * load16(x0 + 3 * k + i);
-      }
-      float s[4] = {hsum(a0), hsum(a1), hsum(a2), hsum(a3)};
-      for (int64_t j = 0; j < 4; ++j) {
-        for (int64_t i = kv; i < k; ++i) s[j] += to_float(wr[i]) * x0[j * k + i];
-        ys[(t + j) * ld + r] = s[j];
-      }
+    for (; t + 4 <= m; t += 4) tile_4_rows<4>(w, xs, ys, ld, k, r, t);
+    switch (m - t) {
+      case 3: tile_4_rows<3>(w, xs, ys, ld, k, r, t); break;
+      case 2: tile_4_rows<2>(w, xs, ys, ld, k, r, t); break;
+      case 1: tile_4_rows<1>(w, xs, ys, ld, k, r, t); break;
+      default: break;
     }
-    for (; t < m; ++t) ys[t * ld + r] = dot(wr, xs + t * k, k);
+  }
+  for (; r < end; ++r) {
+    for (int64_t t = 0; t < m; ++t) ys[t * ld + r] = dot(w + r * k, xs + t * k, k);
   }
 }
 
@@ -270,24 +293,29 @@ struct Experts {
   }
 };
 
-template <typename T>
+// T: the activations' dtype; W: the weights' (T, or bf16 under fp32 activations: see check_weight).
+template <typename T, typename W>
 void matvec_typed(const at::Tensor& x, const at::Tensor& w, at::Tensor& y) {
   const int64_t n = w.size(0), k = w.size(1), m = x.numel() / k;
   const std::vector<float> xf = widen(x.data_ptr<T>(), m * k);
   std::vector<float> acc(m * n);
-  parallel_rows(n, m * k * int64_t(sizeof(T)), [&](int64_t b, int64_t e) {
-    matmul_rows(w.data_ptr<T>(), xf.data(), m, acc.data(), n, k, b, e);
+  parallel_rows(n, m * k * int64_t(sizeof(W)), [&](int64_t b, int64_t e) {
+    matmul_rows(w.data_ptr<W>(), xf.data(), m, acc.data(), n, k, b, e);
   });
   T* yp = y.data_ptr<T>();
   for (int64_t i = 0; i < m * n; ++i) yp[i] = static_cast<T>(acc[i]);
 }
 
+// Weights match the activations' dtype (fp32 or bf16), or are bf16 under fp32 activations: an fp32 model
+// whose weights are exactly bf16 keeps them in bf16 (loader.load_model's bf16_weights). bf16 widens to
+// fp32 exactly and the arithmetic is the same, so the results equal those of fp32 weights bit for bit.
 void check_weight(const at::Tensor& w, const at::Tensor& x, const char* op, const char* name) {
   TORCH_CHECK(w.device().is_cpu() && x.device().is_cpu(), op, ": CPU tensors only");
   TORCH_CHECK(w.is_contiguous(), op, ": ", name, " must be contiguous");
-  TORCH_CHECK(w.scalar_type() == x.scalar_type(), op, ": ", name, " is ", w.scalar_type(), " but x is ", x.scalar_type());
   TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16, op, ": float32 or bfloat16 only, got ",
               x.scalar_type());
+  TORCH_CHECK(w.scalar_type() == x.scalar_type() || (x.scalar_type() == at::kFloat && w.scalar_type() == at::kBFloat16),
+              op, ": ", name, " is ", w.scalar_type(), " but x is ", x.scalar_type());
 }
 
 // x [..., k] (a few rows), w [n, k] -> [..., n] in x's dtype, like F.linear(x, w).
@@ -299,10 +327,12 @@ at::Tensor matvec(const at::Tensor& x_in, const at::Tensor& w) {
   std::vector<int64_t> shape = x.sizes().vec();
   shape.back() = w.size(0);
   at::Tensor y = at::empty(shape, x.options());
-  if (x.scalar_type() == at::kFloat) {
-    matvec_typed<float>(x, w, y);
+  if (x.scalar_type() == at::kBFloat16) {
+    matvec_typed<at::BFloat16, at::BFloat16>(x, w, y);
+  } else if (w.scalar_type() == at::kBFloat16) {
+    matvec_typed<float, at::BFloat16>(x, w, y);
   } else {
-    matvec_typed<at::BFloat16>(x, w, y);
+    matvec_typed<float, float>(x, w, y);
   }
   return y;
 }
@@ -420,6 +450,9 @@ void moe_dispatch(const at::Tensor& x, const at::Tensor& gate, const float* bias
                   const std::optional<at::Tensor>& w2_scale, at::Tensor& out) {
   if (w13.scalar_type() == at::kFloat8_e4m3fn) {
     moe_typed<T>(x, gate, bias, experts_of<Fp8>(w13, w13_scale), experts_of<Fp8>(w2, w2_scale), top_k, out);
+  } else if (w13.scalar_type() == at::kBFloat16) {  // bf16 activations, or exactly-bf16 weights under fp32
+    moe_typed<T>(x, gate, bias, experts_of<at::BFloat16>(w13, w13_scale), experts_of<at::BFloat16>(w2, w2_scale),
+                 top_k, out);
   } else {
     moe_typed<T>(x, gate, bias, experts_of<T>(w13, w13_scale), experts_of<T>(w2, w2_scale), top_k, out);
   }
@@ -440,6 +473,8 @@ at::Tensor moe_decode(const at::Tensor& x_in, const at::Tensor& gate, const std:
   if (!fp8) {
     check_weight(w13, x_in, "mmx::moe_decode", "w13");
     check_weight(w2, x_in, "mmx::moe_decode", "w2");
+    TORCH_CHECK(w13.scalar_type() == w2.scalar_type(), "mmx::moe_decode: w13 is ", w13.scalar_type(), " but w2 is ",
+                w2.scalar_type());
   }
   TORCH_CHECK(x_in.scalar_type() == at::kFloat || x_in.scalar_type() == at::kBFloat16,
               "mmx::moe_decode: float32 or bfloat16 only, got ", x_in.scalar_type());
@@ -509,6 +544,8 @@ at::Tensor decode_attention(const at::Tensor& q_in, const at::Tensor& k, const a
   const char* op = "mmx::decode_attention";
   check_weight(k, q_in, op, "k");
   check_weight(v, q_in, op, "v");
+  TORCH_CHECK(k.scalar_type() == q_in.scalar_type() && v.scalar_type() == q_in.scalar_type(), op,
+              ": the cache must be in q's dtype ", q_in.scalar_type(), ", got ", k.scalar_type());
   TORCH_CHECK(q_in.dim() == 4 && q_in.size(0) == 1 && q_in.size(2) == 1, op, ": q must be [1, H, 1, D], got ",
               q_in.sizes());
   TORCH_CHECK(k.dim() == 4 && k.size(0) == 1 && k.sizes() == v.sizes() && k.size(3) == q_in.size(3) &&
