@@ -167,11 +167,20 @@ void parallel_rows(int64_t rows, int64_t row_bytes, const F& fn) {
   at::parallel_for(0, rows, grain, fn);
 }
 
+// Working space of the calling thread, kept between calls: a decode step makes hundreds of kernel calls,
+// and allocating their buffers each time cost ~20% of a step at small sizes (malloc, free and glibc's
+// consolidation of freed chunks). An op takes its space once per thread, before it calls anything that
+// could take more (a second take of the same type would hand out the first one's memory again).
+template <typename U>
+U* scratch(int64_t n) {
+  thread_local std::vector<U> buffer;
+  if (int64_t(buffer.size()) < n) buffer.resize(n);
+  return buffer.data();
+}
+
 template <typename T>
-std::vector<float> widen(const T* x, int64_t n) {
-  std::vector<float> out(n);
+void widen(const T* x, int64_t n, float* out) {
   for (int64_t i = 0; i < n; ++i) out[i] = to_float(x[i]);
-  return out;
 }
 
 // Rows r..r+3 of w against tokens t..t+N-1 of xs (fp32 [m, k]), into ys[token * ld + row]: 4N accumulator
@@ -297,10 +306,11 @@ struct Experts {
 template <typename T, typename W>
 void matvec_typed(const at::Tensor& x, const at::Tensor& w, at::Tensor& y) {
   const int64_t n = w.size(0), k = w.size(1), m = x.numel() / k;
-  const std::vector<float> xf = widen(x.data_ptr<T>(), m * k);
-  std::vector<float> acc(m * n);
+  float* xf = scratch<float>(m * (k + n));
+  float* acc = xf + m * k;
+  widen(x.data_ptr<T>(), m * k, xf);
   parallel_rows(n, m * k * int64_t(sizeof(W)), [&](int64_t b, int64_t e) {
-    matmul_rows(w.data_ptr<W>(), xf.data(), m, acc.data(), n, k, b, e);
+    matmul_rows(w.data_ptr<W>(), xf, m, acc, n, k, b, e);
   });
   T* yp = y.data_ptr<T>();
   for (int64_t i = 0; i < m * n; ++i) yp[i] = static_cast<T>(acc[i]);
@@ -337,92 +347,113 @@ at::Tensor matvec(const at::Tensor& x_in, const at::Tensor& w) {
   return y;
 }
 
-// The tokens one expert serves, with their rows of activations.
-struct ExpertGroup {
-  int64_t expert;
-  std::vector<int64_t> tokens;
-  std::vector<float> weights;  // routing weight of this expert for each token
-  std::vector<float> x, h, act, y;  // [n, H], [n, 2I], [n, I], [n, H]
+// One chosen expert and its block [begin, end) of the (token, expert) rows, which are sorted by expert.
+struct ExpertRows {
+  int64_t expert, begin, end;
 };
 
 // Sigmoid router in fp32: the bias only picks the experts; the weights are the picked scores
-// renormalised. Returns the chosen experts' groups in expert order.
-std::vector<ExpertGroup> route(const std::vector<float>& xf, int64_t tokens, const float* gate, const float* bias,
-                               int64_t experts, int64_t hidden, int64_t top_k) {
-  std::vector<float> scores(tokens * experts);
+// renormalised. Fills the rows sorted by expert (then token): each row's token, routing weight and copy of
+// the token's activations (xs [rows, H]); returns the chosen experts in increasing order.
+std::vector<ExpertRows> route(const float* xf, int64_t tokens, const float* gate, const float* bias, int64_t experts,
+                              int64_t hidden, int64_t top_k, float* scores, int64_t* ints, float* row_weight,
+                              float* xs) {
   parallel_rows(experts, tokens * hidden * 4, [&](int64_t b, int64_t e) {
-    matmul_rows(gate, xf.data(), tokens, scores.data(), experts, hidden, b, e);
+    matmul_rows(gate, xf, tokens, scores, experts, hidden, b, e);
   });
-  std::vector<std::vector<std::pair<int64_t, float>>> served(experts);
-  std::vector<float> choice(experts);
-  std::vector<int64_t> order(experts);
+  int64_t* order = ints;                     // [E]
+  int64_t* chosen = order + experts;         // [tokens * top_k] expert of each (token, slot)
+  int64_t* count = chosen + tokens * top_k;  // [E + 1]
+  int64_t* row_token = count + experts + 1;  // [tokens * top_k]
+  float* choice = row_weight + tokens * top_k;  // [E]; row_weight holds (token, slot) weights until sorted
+  float* slot_weight = choice + experts;        // [tokens * top_k]
+  std::fill(count, count + experts + 1, 0);
   for (int64_t t = 0; t < tokens; ++t) {
-    float* s = scores.data() + t * experts;
+    float* s = scores + t * experts;
     for (int64_t e = 0; e < experts; ++e) {
       s[e] = 1.f / (1.f + std::exp(-s[e]));
       choice[e] = bias ? s[e] + bias[e] : s[e];
     }
-    std::iota(order.begin(), order.end(), 0);
-    std::partial_sort(order.begin(), order.begin() + top_k, order.end(),
+    std::iota(order, order + experts, 0);
+    std::partial_sort(order, order + top_k, order + experts,
                       [&](int64_t a, int64_t b) { return choice[a] > choice[b] || (choice[a] == choice[b] && a < b); });
     float total = 0.f;
     for (int64_t j = 0; j < top_k; ++j) total += s[order[j]];
-    for (int64_t j = 0; j < top_k; ++j) served[order[j]].emplace_back(t, s[order[j]] / total);
-  }
-  std::vector<ExpertGroup> groups;
-  for (int64_t e = 0; e < experts; ++e) {
-    if (served[e].empty()) continue;
-    ExpertGroup g{e, {}, {}, {}, {}, {}, {}};
-    for (const auto& [t, weight] : served[e]) {
-      g.tokens.push_back(t);
-      g.weights.push_back(weight);
-      g.x.insert(g.x.end(), xf.begin() + t * hidden, xf.begin() + (t + 1) * hidden);
+    for (int64_t j = 0; j < top_k; ++j) {
+      chosen[t * top_k + j] = order[j];
+      slot_weight[t * top_k + j] = s[order[j]] / total;
+      ++count[order[j] + 1];
     }
-    groups.push_back(std::move(g));
+  }
+  std::vector<ExpertRows> groups;
+  for (int64_t e = 0; e < experts; ++e) {
+    if (count[e + 1]) groups.push_back({e, count[e], count[e] + count[e + 1]});
+    count[e + 1] += count[e];  // now: the first row of expert e + 1
+  }
+  for (int64_t t = 0; t < tokens; ++t) {  // counting sort: rows by expert, then token
+    for (int64_t j = 0; j < top_k; ++j) {
+      const int64_t row = count[chosen[t * top_k + j]]++;
+      row_token[row] = t;
+      row_weight[row] = slot_weight[t * top_k + j];
+      std::memcpy(xs + row * hidden, xf + t * hidden, hidden * sizeof(float));
+    }
   }
   return groups;
 }
 
-// T: the activations' dtype (where results are rounded); W: the weights' (T, or FP8 with scales).
+// T: the activations' dtype (where results are rounded); W: the weights' (T, bf16 under fp32, or FP8 with
+// scales).
 template <typename T, typename W>
 void moe_typed(const at::Tensor& x, const at::Tensor& gate, const float* bias, const Experts<W>& w13,
                const Experts<W>& w2, int64_t top_k, at::Tensor& out) {
   const int64_t tokens = x.size(0), hidden = x.size(1), experts = gate.size(0), inter = w2.cols;
-  std::vector<ExpertGroup> groups =
-      route(widen(x.data_ptr<T>(), tokens * hidden), tokens, gate.data_ptr<float>(), bias, experts, hidden, top_k);
-  for (auto& g : groups) {
-    const int64_t n = int64_t(g.tokens.size());
-    g.h.resize(n * 2 * inter);
-    g.act.resize(n * inter);
-    g.y.resize(n * hidden);
-  }
+  const int64_t rows = tokens * top_k;
+  // Float space: xf [tokens, H], scores [tokens, E], acc [tokens, H], row weights and routing temporaries
+  // [2 rows + E], xs [rows, H], h [rows, 2I], act [rows, I], y [rows, H].
+  float* xf = scratch<float>(tokens * (2 * hidden + experts) + 2 * rows + experts + rows * (2 * hidden + 3 * inter));
+  float* scores = xf + tokens * hidden;
+  float* acc = scores + tokens * experts;
+  float* row_weight = acc + tokens * hidden;
+  float* xs = row_weight + 2 * rows + experts;
+  float* h = xs + rows * hidden;
+  float* act = h + rows * 2 * inter;
+  float* y = act + rows * inter;
+  int64_t* ints = scratch<int64_t>(2 * experts + 1 + 2 * rows);
+  const int64_t* row_token = ints + 2 * experts + 1 + rows;
+  widen(x.data_ptr<T>(), tokens * hidden, xf);
+  const std::vector<ExpertRows> groups =
+      route(xf, tokens, gate.data_ptr<float>(), bias, experts, hidden, top_k, scores, ints, row_weight, xs);
   // Gate and up rows of every chosen expert in one parallel pass over (expert, i): each thread computes
   // gate row i and up row I + i for its block of i, then the SwiGLU of that block, rounded where the
   // PyTorch path rounds (h, silu(gate), and the product).
   parallel_rows(int64_t(groups.size()) * inter, 2 * hidden * int64_t(sizeof(W)), [&](int64_t b, int64_t e) {
     for (int64_t r = b; r < e;) {
-      ExpertGroup& g = groups[r / inter];
-      const int64_t first = r % inter, last = first + std::min(e, r - first + inter) - r, n = int64_t(g.tokens.size());
-      w13.rows_of(g.expert, g.x.data(), n, g.h.data(), 2 * inter, first, last);
-      w13.rows_of(g.expert, g.x.data(), n, g.h.data(), 2 * inter, inter + first, inter + last);
+      const ExpertRows& g = groups[r / inter];
+      const int64_t first = r % inter, last = first + std::min(e, r - first + inter) - r, n = g.end - g.begin;
+      float* hg = h + g.begin * 2 * inter;
+      w13.rows_of(g.expert, xs + g.begin * hidden, n, hg, 2 * inter, first, last);
+      w13.rows_of(g.expert, xs + g.begin * hidden, n, hg, 2 * inter, inter + first, inter + last);
       for (int64_t t = 0; t < n; ++t) {
-        const float* h = g.h.data() + t * 2 * inter;
+        const float* ht = hg + t * 2 * inter;
+        float* at = act + (g.begin + t) * inter;
         for (int64_t i = first; i < last; ++i) {
-          const float gate_v = round_to<T>(h[i]), up = round_to<T>(h[inter + i]);
-          g.act[t * inter + i] = round_to<T>(round_to<T>(gate_v / (1.f + std::exp(-gate_v))) * up);
+          const float gate_v = round_to<T>(ht[i]), up = round_to<T>(ht[inter + i]);
+          at[i] = round_to<T>(round_to<T>(gate_v / (1.f + std::exp(-gate_v))) * up);
         }
       }
       r += last - first;
     }
   });
-  // Down projections; each thread owns a block of output rows and sums the experts into it in fp32.
-  std::vector<float> acc(tokens * hidden, 0.f);
+  // Down projections; each thread owns a block of output rows and sums the experts into it in fp32
+  // (expert by expert, in increasing order).
+  std::fill(acc, acc + tokens * hidden, 0.f);
   parallel_rows(hidden, int64_t(groups.size()) * inter * int64_t(sizeof(W)), [&](int64_t b, int64_t e) {
-    for (auto& g : groups) {
-      w2.rows_of(g.expert, g.act.data(), int64_t(g.tokens.size()), g.y.data(), hidden, b, e);
-      for (size_t t = 0; t < g.tokens.size(); ++t) {
-        float* dst = acc.data() + g.tokens[t] * hidden;
-        for (int64_t i = b; i < e; ++i) dst[i] += g.weights[t] * round_to<T>(g.y[t * hidden + i]);
+    for (const ExpertRows& g : groups) {
+      w2.rows_of(g.expert, act + g.begin * inter, g.end - g.begin, y + g.begin * hidden, hidden, b, e);
+      for (int64_t row = g.begin; row < g.end; ++row) {
+        float* dst = acc + row_token[row] * hidden;
+        const float* yr = y + row * hidden;
+        for (int64_t i = b; i < e; ++i) dst[i] += row_weight[row] * round_to<T>(yr[i]);
       }
     }
   });
@@ -513,18 +544,20 @@ void attention_typed(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
   const T* vp = v.data_ptr<T>();
   T* op = out.data_ptr<T>();
   at::parallel_for(0, heads, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> qf(dim), scores(length), acc(dim);
+    float* qf = scratch<float>(2 * dim + length);
+    float* scores = qf + dim;
+    float* acc = scores + length;
     for (int64_t h = begin; h < end; ++h) {
       const T* kh = kp + (h / group) * k_head;
       const T* vh = vp + (h / group) * v_head;
       for (int64_t d = 0; d < dim; ++d) qf[d] = to_float(qp[h * dim + d]);
       float top = -INFINITY;
       for (int64_t s = 0; s < length; ++s) {
-        scores[s] = dot(kh + s * k_pos, qf.data(), dim) * static_cast<float>(scale);
+        scores[s] = dot(kh + s * k_pos, qf, dim) * static_cast<float>(scale);
         top = std::max(top, scores[s]);
       }
       float total = 0.f;
-      std::fill(acc.begin(), acc.end(), 0.f);
+      std::fill(acc, acc + dim, 0.f);
       for (int64_t s = 0; s < length; ++s) {
         const float p = std::exp(scores[s] - top);
         total += p;
