@@ -7,6 +7,10 @@ The checkpoint is `mmx-agent model init --preset ...` (random weights). transfor
 (sdpa attention, grouped_mm experts). All decode the same prompt for the same number of tokens (no early
 stop). Each runner is warmed up (and, with --compile, compiled) first; then the runners take turns, once
 per round, so that load from other processes hits them alike; the best round of each is reported.
+
+The checkpoint stores bf16 weights, so in float32 our loader keeps them in bf16 (bf16_weights: exact, the
+same logits bit for bit as fp32 copies). With --compile the float32 rows also time our compiled step with
+fp32 copies of the weights (path `fp32-copies`), which is what transformers reads.
 """
 
 from __future__ import annotations
@@ -19,11 +23,11 @@ import warnings
 import torch
 
 
-def ours(path, dtype, prompt, n, compile):
+def ours(path, dtype, prompt, n, compile, bf16_weights=None):
     from agent.backends.local.generate import Generator, SamplingParams
     from agent.backends.local.loader import load_model
 
-    gen = Generator(load_model(path, dtype=dtype), compile=compile)
+    gen = Generator(load_model(path, dtype=dtype, bf16_weights=bf16_weights), compile=compile)
     greedy = SamplingParams(greedy=True)
 
     def run():
@@ -77,13 +81,15 @@ def main() -> None:
             f"best of {a.rounds} interleaved rounds; torch {torch.__version__}"
         )
         print(
-            f"{'dtype':<10}{'path':<10}{'ours tok/s':>12}{'transformers tok/s':>20}{'ratio':>8}  same tokens"
+            f"{'dtype':<10}{'path':<12}{'ours tok/s':>12}{'transformers tok/s':>20}{'ratio':>8}  same tokens"
         )
         for dtype in ("bfloat16", "float32"):
             runners = {"transformers": transformers(tmp, dtype, prompt, a.tokens)}
             runners["eager"] = ours(tmp, dtype, prompt, a.tokens, compile=False)
             if a.compile:
                 runners["compiled"] = ours(tmp, dtype, prompt, a.tokens, compile=True)
+                if dtype == "float32":
+                    runners["fp32-copies"] = ours(tmp, dtype, prompt, a.tokens, True, bf16_weights=False)
             outputs = {name: run() for name, run in runners.items()}  # warm-up, compilation
             best = dict.fromkeys(runners, float("inf"))
             for _ in range(a.rounds):
@@ -98,7 +104,7 @@ def main() -> None:
                 rate = a.tokens / best[name]
                 same = sum(x == y for x, y in zip(outputs[name], outputs["transformers"], strict=True))
                 print(
-                    f"{dtype:<10}{name:<10}{rate:>12.1f}{theirs:>20.1f}{rate / theirs:>7.1f}x  {same}/{a.tokens}"
+                    f"{dtype:<10}{name:<12}{rate:>12.1f}{theirs:>20.1f}{rate / theirs:>7.1f}x  {same}/{a.tokens}"
                 )
 
 

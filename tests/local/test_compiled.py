@@ -3,6 +3,8 @@ eager prefill, rebuilt when the cache grows. (Each build takes ~15 s on the 2-co
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -111,16 +113,16 @@ def test_built_steps_are_cached_by_shape_and_a_damaged_file_is_rebuilt(
     with torch.inference_mode():
         compile_decode_step(model)
         (package,) = steps.iterdir()
-        built = package.stat().st_mtime_ns
+        built = package.stat().st_ino  # a build writes a new file (renamed into place)
         expected = model(token, pos)
 
         step = compile_decode_step(model)  # same process: a build of its own, the cache untouched
-        assert list(steps.iterdir()) == [package] and package.stat().st_mtime_ns == built
+        assert list(steps.iterdir()) == [package] and package.stat().st_ino == built
         assert (step(token, pos) - expected).abs().max().item() <= 1e-5
 
         compiled._LOADED.clear()  # a new process: loaded from the cache, not built again
         step = compile_decode_step(model)
-        assert list(steps.iterdir()) == [package] and package.stat().st_mtime_ns == built
+        assert list(steps.iterdir()) == [package] and package.stat().st_ino == built
         assert (step(token, pos) - expected).abs().max().item() <= 1e-5
 
         compiled._LOADED.clear()
@@ -153,3 +155,13 @@ def test_two_models_of_one_shape_each_decode_with_their_own_weights(random_check
                 compiled = step(token, torch.tensor([position]))
                 eager = model(token, torch.tensor([position]))  # rewrites the same cache slot
                 assert (compiled - eager).abs().max().item() <= 1e-5
+
+
+def test_the_cache_keeps_the_most_recently_used_packages(tmp_path):
+    for age, name in enumerate(["e", "d", "c", "b", "a"]):  # "a" is the oldest
+        package = tmp_path / f"{name}.pt2"
+        package.write_bytes(b"x")
+        os.utime(package, (1000 - age, 1000 - age))
+    (tmp_path / "notes.txt").write_text("not ours")
+    compiled._prune(tmp_path, keep=2)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["d.pt2", "e.pt2", "notes.txt"]

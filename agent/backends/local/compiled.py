@@ -33,6 +33,7 @@ from agent.config import user_cache_dir
 
 DecodeStep = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 _LOADED: set[str] = set()  # step keys whose cached package this process has loaded
+KEEP_PACKAGES = 32  # built steps kept in the cache, most recently used first (~2 MB each)
 
 
 def compile_decode_step(model: M2Transformer) -> DecodeStep:
@@ -63,11 +64,13 @@ def _aot_cpu_step(model: M2Transformer) -> DecodeStep:
         if package.exists():
             try:
                 runner = torch._inductor.aoti_load_package(str(package))
+                package.touch()  # recently used: pruned last
             except Exception:  # noqa: BLE001 - a damaged file (an interrupted copy, a full disk): rebuild
                 runner = None
         if runner is None:
             _build_package(model, configs, package)
             runner = torch._inductor.aoti_load_package(str(package))
+            _prune(package.parent)
         _LOADED.add(key)
     tensors = dict(model.named_parameters()) | dict(model.named_buffers())
     names = runner.get_constant_fqns()
@@ -104,6 +107,14 @@ def _build_package(model: M2Transformer, configs: dict, package: Path) -> None:
             os.replace(partial, package)
         finally:
             partial.unlink(missing_ok=True)
+
+
+def _prune(directory: Path, keep: int = KEEP_PACKAGES) -> None:
+    """Delete all but the `keep` most recently used packages: every new model shape, torch or version of
+    our code adds one. (A process that loses a package to this between its check and its load rebuilds.)"""
+    packages = sorted(directory.glob("*.pt2"), key=lambda path: path.stat().st_mtime, reverse=True)
+    for stale in packages[keep:]:
+        stale.unlink(missing_ok=True)
 
 
 def _step_key(model: M2Transformer, configs: dict) -> str:

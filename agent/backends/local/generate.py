@@ -138,7 +138,8 @@ class Generator:
             end = min(n, start + PREFILL_CHUNK)
             chunk = torch.tensor([prompt_ids[start:end]], device=device)
             pos = torch.arange(start, end, device=device)
-            logits = model(chunk, pos, kv_len=_bucket(end), last_only=True)[:, -1]
+            # Attention reads exactly the positions in use (the eager prefill has no shapes to keep).
+            logits = model(chunk, pos, kv_len=end, last_only=True)[:, -1]
         self._cached = list(prompt_ids)
         step = self._decode_step() if self.compile and budget > 1 else None
         input_pos = torch.tensor([n], device=device)
