@@ -353,20 +353,21 @@ struct ExpertRows {
 };
 
 // Sigmoid router in fp32: the bias only picks the experts; the weights are the picked scores
-// renormalised. Fills the rows sorted by expert (then token): each row's token, routing weight and copy of
-// the token's activations (xs [rows, H]); returns the chosen experts in increasing order.
+// renormalised. The (token, expert) rows come out sorted by expert, then token: each row's token, routing
+// weight and copy of the token's activations (row_token, row_weight [rows], xs [rows, H]). Returns the
+// chosen experts in increasing order. scores [tokens, E]; work space: ints [2E + 1 + rows], floats
+// [E + rows].
 std::vector<ExpertRows> route(const float* xf, int64_t tokens, const float* gate, const float* bias, int64_t experts,
-                              int64_t hidden, int64_t top_k, float* scores, int64_t* ints, float* row_weight,
-                              float* xs) {
+                              int64_t hidden, int64_t top_k, float* scores, int64_t* row_token, float* row_weight,
+                              float* xs, int64_t* ints, float* floats) {
   parallel_rows(experts, tokens * hidden * 4, [&](int64_t b, int64_t e) {
     matmul_rows(gate, xf, tokens, scores, experts, hidden, b, e);
   });
   int64_t* order = ints;                     // [E]
-  int64_t* chosen = order + experts;         // [tokens * top_k] expert of each (token, slot)
-  int64_t* count = chosen + tokens * top_k;  // [E + 1]
-  int64_t* row_token = count + experts + 1;  // [tokens * top_k]
-  float* choice = row_weight + tokens * top_k;  // [E]; row_weight holds (token, slot) weights until sorted
-  float* slot_weight = choice + experts;        // [tokens * top_k]
+  int64_t* count = order + experts;          // [E + 1]
+  int64_t* chosen = count + experts + 1;     // [rows]: the expert of each (token, slot)
+  float* choice = floats;                    // [E]
+  float* slot_weight = choice + experts;     // [rows]
   std::fill(count, count + experts + 1, 0);
   for (int64_t t = 0; t < tokens; ++t) {
     float* s = scores + t * experts;
@@ -408,21 +409,21 @@ void moe_typed(const at::Tensor& x, const at::Tensor& gate, const float* bias, c
                const Experts<W>& w2, int64_t top_k, at::Tensor& out) {
   const int64_t tokens = x.size(0), hidden = x.size(1), experts = gate.size(0), inter = w2.cols;
   const int64_t rows = tokens * top_k;
-  // Float space: xf [tokens, H], scores [tokens, E], acc [tokens, H], row weights and routing temporaries
-  // [2 rows + E], xs [rows, H], h [rows, 2I], act [rows, I], y [rows, H].
-  float* xf = scratch<float>(tokens * (2 * hidden + experts) + 2 * rows + experts + rows * (2 * hidden + 3 * inter));
+  // Floats: xf [tokens, H], scores [tokens, E], acc [tokens, H], row_weight [rows], xs [rows, H],
+  // h [rows, 2I], act [rows, I], y [rows, H], then route's work space; int64: row_token [rows], then route's.
+  const int64_t route_floats = experts + rows;
+  float* xf = scratch<float>(tokens * (2 * hidden + experts) + rows * (1 + 2 * hidden + 3 * inter) + route_floats);
   float* scores = xf + tokens * hidden;
   float* acc = scores + tokens * experts;
   float* row_weight = acc + tokens * hidden;
-  float* xs = row_weight + 2 * rows + experts;
+  float* xs = row_weight + rows;
   float* h = xs + rows * hidden;
   float* act = h + rows * 2 * inter;
   float* y = act + rows * inter;
-  int64_t* ints = scratch<int64_t>(2 * experts + 1 + 2 * rows);
-  const int64_t* row_token = ints + 2 * experts + 1 + rows;
+  int64_t* row_token = scratch<int64_t>(rows + 2 * experts + 1 + rows);
   widen(x.data_ptr<T>(), tokens * hidden, xf);
-  const std::vector<ExpertRows> groups =
-      route(xf, tokens, gate.data_ptr<float>(), bias, experts, hidden, top_k, scores, ints, row_weight, xs);
+  const std::vector<ExpertRows> groups = route(xf, tokens, gate.data_ptr<float>(), bias, experts, hidden, top_k, scores,
+                                               row_token, row_weight, xs, row_token + rows, y + rows * hidden);
   // Gate and up rows of every chosen expert in one parallel pass over (expert, i): each thread computes
   // gate row i and up row I + i for its block of i, then the SwiGLU of that block, rounded where the
   // PyTorch path rounds (h, silu(gate), and the product).
