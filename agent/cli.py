@@ -8,9 +8,16 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from pathlib import Path
+from typing import Any
 
 import typer
+
+try:  # typer 0.29 and later carry their own copy of click
+    from typer._click.exceptions import ClickException
+except ImportError:  # pragma: no cover - older typer uses click itself
+    from click.exceptions import ClickException
 
 from agent import __version__
 from agent.backends.local.cli import app as model_app
@@ -28,6 +35,7 @@ app = typer.Typer(
     invoke_without_command=True,
 )
 EXIT_USAGE = 2
+BACKENDS = ("minimax", "openai-compatible", "anthropic-compatible", "completions", "local", "replay")
 
 
 def _version(value: bool) -> None:
@@ -36,7 +44,12 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-def _usage_error(message: str) -> None:
+def _usage_error(message: str, output_format: str = "text", run: bool = False) -> None:
+    """Exit 2 with one line on stderr; a -p run in json/stream-json mode still prints its result object."""
+    if run and output_format in ("json", "stream-json"):
+        from agent.headless import fail_before_start
+
+        raise typer.Exit(fail_before_start(output_format, "usage_error", message))
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(EXIT_USAGE)
 
@@ -48,10 +61,14 @@ def root(
         None, "-p", "--print", help="Run this task non-interactively ('-' reads stdin)."
     ),
     output_format: str = typer.Option("text", "--output-format", help="text | json | stream-json (with -p)."),
-    max_turns: int = typer.Option(None, "--max-turns", help="Most model rounds in one run."),
-    max_cost: float = typer.Option(None, "--max-cost", help="Most USD to spend in one run."),
-    max_tokens: int = typer.Option(None, "--max-tokens", help="Most tokens (input + output) in one run."),
-    max_wall_seconds: float = typer.Option(None, "--timeout", help="Most seconds one run may take."),
+    max_turns: int = typer.Option(None, "--max-turns", min=1, help="Most model rounds in one run."),
+    max_cost: float = typer.Option(None, "--max-cost", min=0, help="Most USD to spend in one run."),
+    max_tokens: int = typer.Option(
+        None, "--max-tokens", min=1, help="Most tokens (input + output) in one run."
+    ),
+    max_wall_seconds: float = typer.Option(
+        None, "--timeout", min=0.001, help="Most seconds one run may take."
+    ),
     permission_mode: str = typer.Option(None, "--permission-mode", help="ask | auto-edit | full-auto."),
     allow: list[str] = typer.Option(
         None, "--allow", help="Run calls matching TOOL or TOOL(glob) without asking."
@@ -67,7 +84,9 @@ def root(
     api_key_env: str = typer.Option(None, "--api-key-env", help="Environment variable holding the API key."),
     replay: str = typer.Option(None, "--replay", help="Replay file for --backend replay."),
     sandbox: str = typer.Option(None, "--sandbox", help="local | docker."),
-    context_window: int = typer.Option(None, "--context-window", help="Override the model's context window."),
+    context_window: int = typer.Option(
+        None, "--context-window", min=1, help="Override the model's context window."
+    ),
     cwd: Path = typer.Option(None, "--cwd", help="Work in this directory instead of the current one."),
     resume: str = typer.Option(None, "--resume", help="Continue the session with this id."),
     continue_last: bool = typer.Option(
@@ -75,6 +94,9 @@ def root(
     ),
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version."
+    ),
+    debug: bool = typer.Option(
+        False, "--debug", help="Show tracebacks of unexpected errors (also MMX_AGENT_DEBUG=1)."
     ),
 ) -> None:
     """A terminal coding agent built around MiniMax-M2."""
@@ -86,9 +108,14 @@ def root(
 
     if output_format not in ("text", "json", "stream-json"):
         _usage_error(f"--output-format must be text, json or stream-json, got {output_format!r}")
+    run = print_task is not None
+
+    def usage_error(message: str) -> None:
+        _usage_error(message, output_format, run)
+
     workspace = (cwd or Path.cwd()).resolve()
     if not workspace.is_dir():
-        _usage_error(f"--cwd {workspace} is not a directory")
+        usage_error(f"--cwd {workspace} is not a directory")
     flags = {
         "max_turns": max_turns,
         "max_cost": max_cost,
@@ -110,16 +137,16 @@ def root(
         for rule in [*settings.allow, *settings.deny]:
             Rule.parse(rule)
     except (ConfigError, PermissionRuleError) as exc:
-        _usage_error(str(exc))
+        usage_error(str(exc))
     if continue_last:
         resume = latest_session(str(workspace))
         if resume is None:
-            _usage_error(f"--continue: no earlier session in {workspace}")
+            usage_error(f"--continue: no earlier session in {workspace}")
     if resume:
         try:
             session_path(resume)
         except SessionNotFound as exc:
-            _usage_error(str(exc))
+            usage_error(str(exc))
 
     task = print_task
     piped = sys.stdin is not None and not sys.stdin.isatty()  # CI may run us with no stdin at all
@@ -127,7 +154,7 @@ def root(
         task = sys.stdin.read() if sys.stdin is not None else ""
     if task is not None:
         if not task.strip():
-            _usage_error("the task is empty")
+            _usage_error("the task is empty", output_format, True)
         from agent.headless import run_headless
 
         raise typer.Exit(run_headless(settings, task, output_format, workspace, resume))
@@ -163,8 +190,8 @@ def sessions_show(session_id: str) -> None:
         path = session_path(session_id)
     except SessionNotFound as exc:
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
-    sys.stdout.write(path.read_text(encoding="utf-8"))
+        raise typer.Exit(EXIT_USAGE) from None
+    sys.stdout.write(path.read_text(encoding="utf-8", errors="replace"))
 
 
 app.add_typer(sessions_app, name="sessions", help="Saved sessions: list them, show one.")
@@ -176,5 +203,64 @@ app.command("tool", help="Run one tool and print its result as JSON.")(tool_comm
 app.command("doctor", help="Check that an endpoint keeps M2's thinking between tool rounds.")(doctor_command)
 
 
+def _hide_flag_placeholders(command: Any) -> None:
+    """Boolean flags take no value: show no `<bool>` placeholder for them in --help (typer would)."""
+    for param in command.params:
+        if getattr(param, "is_flag", False):
+            param.metavar = ""
+    help_option = command.get_help_option(typer.Context(command))
+    if help_option is not None:
+        help_option.metavar = ""
+    for sub in getattr(command, "commands", {}).values():
+        _hide_flag_placeholders(sub)
+
+
+def _json_run_format(args: list[str]) -> str | None:
+    """`json` or `stream-json` when argv asks for a -p run with that output format, else None."""
+    fmt, run = None, False
+    for i, arg in enumerate(args):
+        if arg == "--":
+            break
+        if arg in ("-p", "--print") or arg.startswith("--print="):
+            run = True
+        elif arg == "--output-format" and i + 1 < len(args):
+            fmt = args[i + 1]
+        elif arg.startswith("--output-format="):
+            fmt = arg.split("=", 1)[1]
+    return fmt if run and fmt in ("json", "stream-json") else None
+
+
+def _show_usage_error(error: Any) -> None:
+    try:
+        from typer import rich_utils
+
+        rich_utils.rich_format_error(error)
+    except Exception:  # noqa: BLE001 - typer's formatter is internal: fall back to click's own
+        error.show()
+
+
 def main() -> None:
-    app()
+    from agent.errors import describe, report_unexpected, show_warning, take_debug_flag
+
+    warnings.showwarning = show_warning
+    args = take_debug_flag(sys.argv[1:])
+    command = typer.main.get_command(app)
+    _hide_flag_placeholders(command)
+    try:
+        code = command.main(args=args, prog_name="mmx-agent", standalone_mode=False)
+    except ClickException as error:  # bad usage that the parser found (unknown flag, bad value)
+        _show_usage_error(error)
+        fmt = _json_run_format(args)
+        if fmt is not None:
+            from agent.headless import print_result, setup_failure
+
+            print_result(setup_failure("usage_error", f"bad usage: {error.format_message()}"), fmt)
+        sys.exit(error.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        print("aborted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as exc:  # no traceback reaches a user: one line (the traceback with --debug)
+        print(f"error: {describe(exc)}", file=sys.stderr)
+        report_unexpected(exc)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -26,7 +26,9 @@ class ConfigError(ValueError):
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    backend: str = "minimax"
+    backend: Literal[
+        "minimax", "openai-compatible", "anthropic-compatible", "completions", "local", "replay"
+    ] = "minimax"
     model: str | None = None
     base_url: str | None = None
     api_key_env: str | None = None
@@ -68,17 +70,21 @@ def user_cache_dir() -> Path:
 def find_project_file(cwd: Path) -> Path | None:
     for directory in [cwd, *cwd.parents]:
         candidate = directory / PROJECT_FILE
-        if candidate.is_file():
+        if candidate.exists():  # a directory of that name is an error (_read_toml), not skipped
             return candidate
     return None
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
+    if path.is_dir():
+        raise ConfigError(f"{path} is a directory, not a config file")
     try:
         with path.open("rb") as handle:
             return tomllib.load(handle)
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); TOML files are UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
 
@@ -104,7 +110,7 @@ def load_settings(
 ) -> Settings:
     layers: list[tuple[str, dict[str, Any]]] = []
     user_file = user_config_dir() / "config.toml"
-    if user_file.is_file():
+    if user_file.exists():
         layers.append((str(user_file), _read_toml(user_file)))
     project_file = find_project_file(cwd)
     if project_file is not None:

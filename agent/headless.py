@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 import signal
 import sys
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TextIO
 
 from agent.backends.base import BackendError
 from agent.config import Settings
+from agent.errors import describe, report_unexpected
 from agent.events import (
     Compaction,
     FinalResult,
@@ -27,9 +29,9 @@ from agent.events import (
 )
 from agent.loop import EXIT_CODES
 from agent.runner import start_session
+from sandbox.base import SandboxError
 
 OUTPUT_FORMATS = ("text", "json", "stream-json")
-EXIT_USAGE = 2
 
 
 class ProgressPrinter:
@@ -74,6 +76,51 @@ def result_object(result: FinalResult) -> dict[str, Any]:
     return data
 
 
+def setup_failure(status: str, message: str, started: float | None = None) -> FinalResult:
+    """The result of a run that ended before its session started (no backend, no sandbox, bad flags)."""
+    return FinalResult(
+        status=status,
+        result=message,
+        diff="",
+        turns=0,
+        usage={"input_tokens": 0, "output_tokens": 0, "reasoning_tokens": 0},
+        cost=None,
+        session_id="",
+        duration_ms=0 if started is None else int((time.monotonic() - started) * 1000),
+        verified=False,
+    )
+
+
+def print_result(result: FinalResult, output_format: str, *, streamed: bool = False) -> int:
+    """Writes what `output_format` promises on stdout for `result`; returns the exit code.
+
+    `streamed`: the final_result event already went out with the event stream (stream-json)."""
+    if output_format == "json":
+        sys.stdout.write(json.dumps(result_object(result), ensure_ascii=False) + "\n")
+    elif output_format == "stream-json" and not streamed:
+        sys.stdout.write(json.dumps(event_to_json(result), ensure_ascii=False) + "\n")
+    elif output_format == "text":
+        if result.status == "done":
+            sys.stdout.write(result.result + ("" if result.result.endswith("\n") else "\n"))
+        else:
+            print(f"error: {result.status}: {result.result}", file=sys.stderr)
+    sys.stdout.flush()
+    return EXIT_CODES.get(result.status, 1)
+
+
+def fail_before_start(output_format: str, status: str, message: str, started: float | None = None) -> int:
+    """Ends a -p run that could not start: one line on stderr, and the documented stdout."""
+    print(f"error: {message}", file=sys.stderr)
+    if output_format == "text":
+        sys.stdout.flush()
+        return EXIT_CODES.get(status, 1)
+    return print_result(setup_failure(status, message, started), output_format)
+
+
+def _progress(line: str) -> None:
+    print(f"[local] {line}", file=sys.stderr, flush=True)
+
+
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
@@ -81,6 +128,7 @@ def _interrupt(signum: int, frame: Any) -> None:
 def run_headless(
     settings: Settings, task: str, output_format: str, workspace: Path, resume_id: str | None
 ) -> int:
+    started = time.monotonic()
     stdout = sys.stdout
     if output_format == "stream-json":
 
@@ -89,27 +137,30 @@ def run_headless(
             stdout.flush()
     else:
         emit = ProgressPrinter(sys.stderr)
-    try:
-        session = start_session(settings, workspace, interactive=False, emit=emit, resume_id=resume_id)
-    except BackendError as exc:
-        print(f"error: backend unavailable: {exc}", file=sys.stderr)
-        return EXIT_CODES["backend_unavailable"]
-    except ValueError as exc:  # an unknown backend kind or option, a malformed URL
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
     previous = signal.signal(signal.SIGTERM, _interrupt)  # a cancelled CI job ends like Ctrl-C
     try:
-        result = session.run(task)
+        try:
+            session = start_session(
+                settings, workspace, interactive=False, emit=emit, resume_id=resume_id, progress=_progress
+            )
+        except BackendError as exc:
+            return fail_before_start(
+                output_format, "backend_unavailable", f"backend unavailable: {exc}", started
+            )
+        except SandboxError as exc:
+            return fail_before_start(output_format, "error", f"sandbox unavailable: {exc}", started)
+        except KeyboardInterrupt:
+            return fail_before_start(output_format, "cancelled", "cancelled before the run started", started)
+        except Exception as exc:  # a bug: still one result, and the traceback only with --debug
+            code = fail_before_start(output_format, "error", f"internal error: {describe(exc)}", started)
+            report_unexpected(exc)
+            return code
+        try:
+            result = session.run(task)
+        finally:
+            session.close()
     finally:
         signal.signal(signal.SIGTERM, previous)
-        session.close()
-    if output_format == "json":
-        stdout.write(json.dumps(result_object(result), ensure_ascii=False) + "\n")
-    elif output_format == "text":
-        if result.status == "done":
-            stdout.write(result.result + ("" if result.result.endswith("\n") else "\n"))
-        else:
-            print(f"error: {result.status}: {result.result}", file=sys.stderr)
-    stdout.flush()
+    code = print_result(result, output_format, streamed=True)
     print(f"session {result.session_id}: {result.status} after {result.turns} turns", file=sys.stderr)
-    return EXIT_CODES.get(result.status, 1)
+    return code

@@ -30,6 +30,7 @@ from agent.backends.events import (
     Usage,
 )
 from agent.backends.messages import Message, ToolCall
+from agent.errors import describe, report_unexpected
 from agent.events import (
     AssistantMessage,
     Compaction,
@@ -50,6 +51,7 @@ from agent.workspace_diff import diff_since, snapshot
 EXIT_CODES = {
     "done": 0,
     "error": 1,
+    "usage_error": 2,
     "limit_reached": 3,
     "loop_detected": 3,
     "context_exhausted": 3,
@@ -70,6 +72,10 @@ LOOP_WARNING = (
     "repeat it: change your approach. One more identical call ends the run."
 )
 NUDGE = "[mmx-agent] Your last reply could not be used: {errors} Continue the task."
+CUT_OFF = (
+    "Your reply was cut off at the output token limit before it finished (no answer, no tool call); "
+    "keep your reasoning shorter."
+)
 
 
 Emit = Callable[[Any], None]
@@ -92,6 +98,7 @@ class _Round:
     slots: list[_Slot] = field(default_factory=list)
     loose_errors: list[str] = field(default_factory=list)  # malformed output not tied to one call
     reasoning_details: list[dict[str, Any]] | None = None  # the endpoint's own reasoning items
+    stop_reason: str = "stop"  # stop | tool_calls | length | error (StreamEnd)
 
 
 class RunStopped(Exception):
@@ -158,6 +165,8 @@ class AgentLoop:
                 self.messages.append(message)
                 self.emit(AssistantMessage(message.to_openai()))
                 if not round_.slots:
+                    if round_.stop_reason == "length":  # a truncated reply is not the answer
+                        round_.loose_errors.append(CUT_OFF)
                     if round_.loose_errors:
                         nudge = NUDGE.format(errors=" ".join(round_.loose_errors))
                         self.messages.append(Message.user(nudge))
@@ -187,6 +196,9 @@ class AgentLoop:
             status, detail = "backend_unavailable", str(exc)
         except KeyboardInterrupt:
             status, detail = "cancelled", "cancelled by the user"
+        except Exception as exc:  # a bug of ours: the run still ends with a result and a session
+            report_unexpected(exc)
+            status, detail = "error", f"internal error: {describe(exc)}"
         if status != "done":
             self.emit(Status(f"run ended: {status}: {detail}", level="error"))
         diff = diff_since(self.ctx, start_tree)
@@ -260,6 +272,7 @@ class AgentLoop:
                     self._add_usage(event)
                 elif isinstance(event, StreamEnd):
                     round_.reasoning_details = event.reasoning_details
+                    round_.stop_reason = event.stop_reason
                 if not isinstance(event, ToolCallEvent | StreamEnd):  # calls are announced when they run
                     self.emit(event)
         finally:

@@ -71,6 +71,8 @@ class PermissionPolicy:
     deny: list[Rule] = field(default_factory=list)
     # Asks the person at the terminal; None when there is nobody to ask (CI, -p).
     ask: Callable[[str, dict[str, Any]], bool] | None = None
+    # Shell commands run in an isolating sandbox (Docker): auto-edit lets them run too.
+    shell_isolated: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -79,20 +81,23 @@ class PermissionPolicy:
             )
 
     def decide(self, tool: str, permission: Permission, args: dict[str, Any]) -> Decision:
+        call = _show_call(tool, args)
         for rule in self.deny:
             if rule.matches(tool, args):
-                return Decision(False, f"'{tool}' is denied by the rule --deny '{_show(rule)}'.")
+                return Decision(False, f"{call} is denied by the rule --deny '{_show(rule)}'.")
         if any(rule.matches(tool, args) for rule in self.allow):
             return Decision(True)
         if permission == Permission.READ or self.mode == "full-auto":
             return Decision(True)
         if self.mode == "auto-edit" and permission == Permission.EDIT:
             return Decision(True)
+        if self.mode == "auto-edit" and permission == Permission.EXECUTE and self.shell_isolated:
+            return Decision(True)  # commands run in a container: the host is out of their reach
         if self.ask is not None:
-            return Decision(True) if self.ask(tool, args) else Decision(False, f"The user declined '{tool}'.")
+            return Decision(True) if self.ask(tool, args) else Decision(False, f"The user declined {call}.")
         return Decision(
             False,
-            f"'{tool}' ({permission.value}) is not permitted in permission mode '{self.mode}' without a person to "
+            f"{call} ({permission.value}) is not permitted in permission mode '{self.mode}' without a person to "
             f"ask. Do without it, or the user can rerun with --permission-mode full-auto or "
             f"--allow '{tool}(...)'.",
         )
@@ -100,3 +105,11 @@ class PermissionPolicy:
 
 def _show(rule: Rule) -> str:
     return rule.tool if rule.argument is None else f"{rule.tool}({rule.argument})"
+
+
+def _show_call(tool: str, args: dict[str, Any], limit: int = 200) -> str:
+    """`'bash' `rm -rf build``: the tool and the argument rules match, so a refusal says what it refused."""
+    argument = main_argument(tool, args).replace("\n", " ")
+    if len(argument) > limit:
+        argument = argument[: limit - 3] + "..."
+    return f"'{tool}' `{argument}`" if argument and argument != "{}" else f"'{tool}'"

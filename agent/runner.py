@@ -27,8 +27,10 @@ from agent.tools.shell_jobs import kill_all_jobs
 from sandbox.base import Sandbox, SandboxError
 
 
-def make_backend(settings: Settings) -> Backend:
-    """The backend the settings name; BackendError when it cannot be set up (exit 5)."""
+def make_backend(settings: Settings, progress: Callable[[str], None] | None = None) -> Backend:
+    """The backend the settings name; BackendError when it cannot be set up (exit 5).
+
+    `progress` receives one-line reports of slow work (the local model's rounds)."""
     kind = settings.backend
     if kind == "replay":
         from agent.backends.replay import ReplayBackend
@@ -46,7 +48,10 @@ def make_backend(settings: Settings) -> Backend:
 
         if not settings.model:
             raise BackendError("--backend local needs --model DIR (a checkpoint directory)")
-        return LocalBackend(settings.model, compile=settings.local_compile)
+        try:
+            return LocalBackend(settings.model, compile=settings.local_compile, progress=progress)
+        except (OSError, ValueError) as exc:  # no such directory, a checkpoint the loader refuses
+            raise BackendError(f"cannot load the local model {settings.model}: {exc}") from None
     from agent.backends.remote.cli import make_backend as make_remote
 
     return make_remote(
@@ -113,11 +118,16 @@ def start_session(
     resume_id: str | None = None,
     backend: Backend | None = None,
     sandbox: Sandbox | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> AgentSession:
-    backend = backend or make_backend(settings)
+    backend = backend or make_backend(settings, progress)
     mode = permission_mode(settings, interactive)
     policy = PermissionPolicy(
-        mode, [Rule.parse(r) for r in settings.allow], [Rule.parse(r) for r in settings.deny], ask
+        mode,
+        [Rule.parse(r) for r in settings.allow],
+        [Rule.parse(r) for r in settings.deny],
+        ask,
+        shell_isolated=settings.sandbox == "docker",
     )
     history, todos = [], []
     if resume_id:

@@ -192,6 +192,11 @@ class EvalRunner:
         started = time.monotonic()
         results: list[JobResult] = []
         self.reporter = Reporter(len(jobs), self.console)
+        self._progress(
+            f"{len(jobs)} job(s): {len(self.tasks)} task(s) x {options.runs} run(s), "
+            f"{options.workers} at once, into {options.output} (a first run also fetches sources and "
+            "builds images)"
+        )
         pool = ThreadPoolExecutor(max_workers=max(1, options.workers), thread_name_prefix="eval")
         with self.reporter:
             pending: set[Future] = {pool.submit(self._job_guarded, run, task) for run, task in jobs}
@@ -328,7 +333,9 @@ class EvalRunner:
                 grade = Grade(task.instance_id, patch_is_None=True, notes=["no patch was submitted"])
                 return done(grade, key, None)
         try:
-            source = materialize(task, self.options.repos_dir)
+            source = materialize(
+                task, self.options.repos_dir, lambda text: self._progress(f"{task.instance_id}: {text}")
+            )
             instance = self.builder.instance_image(task, source)
         except (SourceError, EnvironmentBuildError) as e:
             return done(infra(task.instance_id, "build", str(e)), None, None)

@@ -22,6 +22,7 @@ import tarfile
 import tempfile
 import threading
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +56,10 @@ _locks_guard = threading.Lock()
 def _lock_for(key: str) -> threading.Lock:
     with _locks_guard:
         return _locks.setdefault(key, threading.Lock())
+
+
+def _quiet(message: str) -> None:
+    """The default progress sink: says nothing."""
 
 
 def _short_hash(*parts: str) -> str:
@@ -169,12 +174,13 @@ def _tree_from_git(repository: Path, commit: str, origin: str) -> SourceTree:
     )
 
 
-def _mirror(url: str) -> Path:
+def _mirror(url: str, progress: Callable[[str], None] = _quiet) -> Path:
     """A bare mirror of `url` in the cache (cloned once, fetched when a commit is missing)."""
     mirrors = cache_root() / "git"
     path = mirrors / (re.sub(r"[^A-Za-z0-9._-]+", "_", url)[-80:] + "-" + _short_hash(url)[:8])
     with _lock_for(f"mirror:{url}"):
         if not path.is_dir():
+            progress(f"cloning {url} (once; later runs use the cached mirror)")
             mirrors.mkdir(parents=True, exist_ok=True)
             scratch = Path(tempfile.mkdtemp(prefix=".clone-", dir=mirrors))
             try:
@@ -189,9 +195,11 @@ def _mirror(url: str) -> Path:
     return path
 
 
-def _tree_from_url(url: str, commit: str, *, github: bool) -> SourceTree:
+def _tree_from_url(
+    url: str, commit: str, *, github: bool, progress: Callable[[str], None] = _quiet
+) -> SourceTree:
     try:
-        mirror = _mirror(url)
+        mirror = _mirror(url, progress)
     except SourceError as e:
         if github:
             raise SourceError(
@@ -215,13 +223,14 @@ def _tree_from_url(url: str, commit: str, *, github: bool) -> SourceTree:
 # -- PyPI source distributions --------------------------------------------------------------------
 
 
-def sdist_archive(spec: str) -> Path:
+def sdist_archive(spec: str, progress: Callable[[str], None] = _quiet) -> Path:
     """The source distribution `package==version`, downloaded from the package index once."""
     store = cache_root() / "sdists" / spec.replace("==", "-").lower()
     with _lock_for(f"sdist:{spec}"):
         existing = sorted(store.glob("*")) if store.is_dir() else []
         if existing:
             return existing[0]
+        progress(f"downloading the source distribution {spec} from the package index")
         scratch = Path(tempfile.mkdtemp(prefix="mmx-sdist-"))
         try:
             command = [
@@ -262,8 +271,8 @@ def _extract_sdist(archive: Path, dest: Path) -> None:
             shutil.move(str(entry), dest / entry.name)
 
 
-def sdist_tree(spec: str) -> SourceTree:
-    archive = sdist_archive(spec)
+def sdist_tree(spec: str, progress: Callable[[str], None] = _quiet) -> SourceTree:
+    archive = sdist_archive(spec, progress)
     key = "sdist-" + _short_hash(spec, archive.name, str(archive.stat().st_size))
     return _cached_tree(key, f"PyPI source distribution {spec}", lambda dest: _extract_sdist(archive, dest))
 
@@ -275,15 +284,17 @@ def repos_dir_entry(repos_dir: Path, repo: str) -> Path:
     return repos_dir / repo.replace("/", "__")
 
 
-def materialize(task: Task, repos_dir: Path | None = None) -> SourceTree:
-    """The task's repository at its base commit, as a cached plain tree."""
+def materialize(
+    task: Task, repos_dir: Path | None = None, progress: Callable[[str], None] = _quiet
+) -> SourceTree:
+    """The task's repository at its base commit, as a cached plain tree (`progress` hears of downloads)."""
     if repos_dir is not None and task.repo:
         candidate = repos_dir_entry(repos_dir, task.repo)
         if candidate.exists():
             return _tree_from_git(candidate, task.base_commit, str(candidate))
     source = task.source or {}
     if "sdist" in source:
-        return sdist_tree(source["sdist"])
+        return sdist_tree(source["sdist"], progress)
     if "git" in source:
         location = source["git"]
         if "://" not in location and not re.match(r"^[\w.-]+@[\w.-]+:", location):
@@ -291,5 +302,5 @@ def materialize(task: Task, repos_dir: Path | None = None) -> SourceTree:
             if not path.exists():
                 raise SourceError(f"{task.instance_id}: source.git {location!r} does not exist")
             return _tree_from_git(path, task.base_commit, location)
-        return _tree_from_url(location, task.base_commit, github=False)
-    return _tree_from_url(GITHUB_URL.format(repo=task.repo), task.base_commit, github=True)
+        return _tree_from_url(location, task.base_commit, github=False, progress=progress)
+    return _tree_from_url(GITHUB_URL.format(repo=task.repo), task.base_commit, github=True, progress=progress)

@@ -28,6 +28,10 @@ def load_replay_file(path: Path) -> list[str]:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
         raise BackendError(f"cannot read replay file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise BackendError(
+            f"replay file {path} is not UTF-8 text (byte {exc.start}): expected JSON lines"
+        ) from None
     completions = []
     for number, line in enumerate(lines, 1):
         if not line.strip():

@@ -4,24 +4,21 @@ run's changes come back to the host as a diff."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
 import pytest
 
-from sandbox.engine import DockerUnavailable, connect
 from tests.agent.helpers import git, raw_completion, write_replay
+from tests.sandbox_kinds import base_image, docker_client
+
+__all__ = ["base_image", "docker_client"]
 
 
-@pytest.fixture(scope="module")
-def docker_engine():
-    try:
-        connect(timeout=120)
-    except DockerUnavailable as exc:
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(f"{exc} (CI=true: Docker tests must run, not skip)")
-        pytest.skip(str(exc))
+@pytest.fixture
+def docker_engine(base_image):
+    """A reachable engine with the default base image built (whatever ran before this test)."""
+    return base_image
 
 
 def unittest_repo(root):
@@ -67,8 +64,7 @@ def test_fix_runs_in_a_container_and_comes_back_as_a_diff(tmp_path, docker_engin
             "replay",
             "--replay",
             str(replay),
-            "--permission-mode",
-            "full-auto",
+            # No --permission-mode: the -p default (auto-edit) runs the shell because it is confined.
             "--output-format",
             "stream-json",
         ],

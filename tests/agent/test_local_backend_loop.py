@@ -72,3 +72,31 @@ def test_local_compile_setting_reaches_the_generator(tmp_path):
     assert make_backend(settings).lm.generator.compile is True
     settings = load_settings(tmp_path, {"backend": "local", "model": str(checkpoint)}, environ={})
     assert make_backend(settings).lm.generator.compile is False
+
+
+def test_a_new_users_tiny_checkpoint_runs_the_agent_to_its_turn_limit(tmp_path):
+    """`model init ./tiny --preset tiny`, then `-p ... --backend local --model ./tiny`: the default
+    context holds the system prompt and tools, each round reports progress, and the result is valid JSON."""
+    repo = make_buggy_repo(tmp_path)
+    init = subprocess.run(
+        [sys.executable, "-m", "agent", "model", "init", "./tiny", "--preset", "tiny"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert init.returncode == 0, init.stderr
+    proc = subprocess.run(
+        [sys.executable, "-m", "agent", "-p", "fix the failing test", "--backend", "local"]
+        + ["--model", str(tmp_path / "tiny"), "--max-turns", "2", "--output-format", "json"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "MMX_AGENT_MAX_OUTPUT_TOKENS": "48"},  # the per-round cap, from the config layer
+    )
+    result = json.loads(proc.stdout)
+    assert result["status"] == "limit_reached" and result["turns"] == 2 and proc.returncode == 3, proc.stderr
+    assert result["usage"]["output_tokens"] <= 2 * 48
+    assert "[local] round 1: " in proc.stderr and "[local] round 2: " in proc.stderr
+    assert "tok/s" in proc.stderr and "Traceback" not in proc.stderr

@@ -145,6 +145,20 @@ def test_permission_modes_gate_edits_and_shell(tmp_path, mode, edit_allowed, she
     assert results[1].ok is shell_allowed and (repo / "made-by-shell").exists() is shell_allowed
     if not shell_allowed:
         assert "--permission-mode full-auto" in results[1].output
+        assert "'bash' `touch made-by-shell`" in results[1].output  # the refusal names what it refused
+
+
+def test_auto_edit_runs_the_shell_when_the_sandbox_isolates_it():
+    from agent.permissions import PermissionPolicy
+    from agent.tools.base import Permission
+
+    command = {"command": "python -m pytest"}
+    assert not PermissionPolicy("auto-edit").decide("bash", Permission.EXECUTE, command).allowed
+    isolated = PermissionPolicy("auto-edit", shell_isolated=True)
+    assert isolated.decide("bash", Permission.EXECUTE, command).allowed
+    assert (
+        not PermissionPolicy("ask", shell_isolated=True).decide("bash", Permission.EXECUTE, command).allowed
+    )
 
 
 def test_allow_and_deny_rules(tmp_path):

@@ -8,14 +8,8 @@ from pathlib import Path
 
 import jinja2
 
-
-def _fixtures_dir() -> Path:
-    # The shared/ folder sits beside the repository (in CI: beside the fresh clone).
-    for base in Path(__file__).resolve().parents:
-        candidate = base / "shared" / "fixtures" / "m2"
-        if candidate.is_dir():
-            return candidate
-    raise FileNotFoundError("shared/fixtures/m2 not found beside the repository")
+# The templates are carried in the repository (tests/fixtures/m2/README.md names their source).
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "m2"
 
 
 class TemplateRejected(Exception):
@@ -31,7 +25,7 @@ def _template(name: str) -> jinja2.Template:
     env = jinja2.Environment(trim_blocks=True, lstrip_blocks=True)
     env.filters["tojson"] = lambda value, ensure_ascii=False, **_: json.dumps(value, ensure_ascii=False)
     env.globals["raise_exception"] = _raise
-    return env.from_string((_fixtures_dir() / name).read_text(encoding="utf-8"))
+    return env.from_string((FIXTURES / name).read_text(encoding="utf-8"))
 
 
 def render_official(messages, tools=None, *, dialect="m2", add_generation_prompt=True) -> str:

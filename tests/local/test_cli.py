@@ -43,6 +43,7 @@ def test_init_writes_the_hugging_face_layout(tiny):
     assert len([n for n in names if n.endswith(".safetensors")]) >= 1
     config = json.loads((tiny / "config.json").read_text())
     assert config["rotary_dim"] == 8 and config["scoring_func"] == "sigmoid"  # MiniMax's dialect
+    assert config["max_position_embeddings"] == 32768  # room for the agent's prompt and several rounds
     assert "]~b]" in json.loads((tiny / "tokenizer_config.json").read_text())["chat_template"]
 
 
@@ -110,3 +111,59 @@ def test_errors_are_clear(tmp_path, tiny):
     assert mmx("init", tmp_path / "x", "--preset", "huge").returncode == 1
     again = mmx("init", tiny)
     assert again.returncode == 1 and "--force" in again.stderr
+
+
+def test_init_context_option(tmp_path):
+    out = tmp_path / "short"
+    done = mmx("init", out, "--context", "4096")
+    assert done.returncode == 0, done.stderr
+    assert json.loads((out / "config.json").read_text())["max_position_embeddings"] == 4096
+    assert "context 4,096" in done.stderr
+    assert mmx("init", tmp_path / "tiny-context", "--context", "16").returncode == 2
+
+
+def test_init_never_writes_into_a_directory_that_is_not_a_checkpoint(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "notes.txt").write_text("mine")
+    for extra in ([], ["--force"]):
+        done = mmx("init", work, *extra)
+        assert done.returncode == 1 and "not empty" in done.stderr
+    assert [p.name for p in work.iterdir()] == ["notes.txt"]
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / "config.json").write_text("{}")
+    (repo / "x.safetensors").write_bytes(b"")
+    done = mmx("init", repo, "--force")  # looks like a checkpoint, but it is someone's repository
+    assert done.returncode == 1 and sorted(p.name for p in repo.iterdir()) == [
+        ".git",
+        "config.json",
+        "x.safetensors",
+    ]
+
+
+def test_switching_the_kernels_off_says_so_once(tiny):
+    env = {**os.environ, "MMX_AGENT_CPU_KERNELS": "0"}
+    done = subprocess.run(
+        [
+            *COMMAND,
+            "model",
+            "generate",
+            str(tiny),
+            "--prompt-ids",
+            "5,6",
+            "--max-new-tokens",
+            "4",
+            "--greedy",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("warning: CPU decode kernels switched off (MMX_AGENT_CPU_KERNELS=0)") == 1
+    assert (
+        "Traceback" not in done.stderr and ".py:" not in done.stderr
+    )  # a line for people, not a source location

@@ -7,17 +7,22 @@ the reasoning block opened by the generation prompt) is fed to the format layer'
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from agent.backends.events import BackendEvent, StreamEnd, ToolCallEvent, Usage
+from agent.backends.local import cpu_kernels
 from agent.backends.local.generate import Generator, SamplingParams
 from agent.backends.local.loader import load_model
 from agent.backends.local.tokenizer import M2Tokenizer
 
-DEFAULT_MAX_NEW_TOKENS = 8192
+# Per round, unless the request (the `max_output_tokens` setting) says otherwise: room for M2's reasoning
+# and a tool call, without a runaway round costing minutes on a CPU.
+DEFAULT_MAX_NEW_TOKENS = 4096
+PROGRESS_SECONDS = 2.0  # how often a round in progress reports itself
 
 
 def _param(params: Any, *keys: str) -> Any:
@@ -64,6 +69,8 @@ class LocalModel:
             raise FileNotFoundError(f"{model_dir}: no such checkpoint directory")
         self.tokenizer = M2Tokenizer(model_dir)
         self.model = load_model(model_dir, dtype=dtype, device=device)
+        if self.model.device.type == "cpu":
+            cpu_kernels.active()  # build (once per machine) or load the kernels now, not in the first round
         if self.tokenizer.vocab_size > self.model.args.vocab_size:
             raise ValueError(
                 f"{model_dir}: tokenizer has {self.tokenizer.vocab_size} tokens but the model's "
@@ -96,10 +103,14 @@ class LocalBackend:
         max_seq_len: int | None = None,
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
         compile: bool = False,
+        progress: Callable[[str], None] | None = None,
     ) -> None:
         self.lm = LocalModel(model_dir, dtype=dtype, device=device, max_seq_len=max_seq_len, compile=compile)
+        self.model = str(model_dir)
         self.context_window = self.lm.generator.max_seq_len
         self.max_new_tokens = max_new_tokens
+        self.progress = progress  # one line every few seconds while a round generates
+        self.rounds = 0
 
     def count_tokens(self, text: str) -> int:
         """Exact prompt size, for the agent's context budget."""
@@ -121,6 +132,8 @@ class LocalBackend:
         budget = _param(params, "max_tokens", "max_new_tokens") if params is not None else None
         budget = int(budget or self.max_new_tokens)
 
+        self.rounds += 1
+        report = RoundProgress(self.progress, self.rounds, len(ids), budget)
         parser = CompletionParser(tools or [])
         decoder = tok.stream()
         output = reasoning = 0
@@ -139,12 +152,14 @@ class LocalBackend:
 
         for tid in gen.generate(ids, budget, sampling, stop_ids=(tok.eos_id,)):
             output += 1
+            report.tick(output)
             if thinking:
                 reasoning += 1
                 thinking = tid != tok.think_end_id
             text = decoder.push(tid)
             if text:
                 yield from emit(parser.feed(text))
+        report.done(output, gen.stop_reason)
         tail = decoder.flush()
         if tail:
             yield from emit(parser.feed(tail))
@@ -159,3 +174,29 @@ class LocalBackend:
             yield StreamEnd("length")
         else:
             yield end or StreamEnd("tool_calls" if saw_call else "stop")
+
+
+class RoundProgress:
+    """`round 3: 512/4096 tokens, 41 tok/s, 12 s` every few seconds, and once when the round ends."""
+
+    def __init__(self, sink: Callable[[str], None] | None, round_no: int, prompt: int, budget: int) -> None:
+        self.sink, self.round_no, self.prompt, self.budget = sink, round_no, prompt, budget
+        self.started = self.last = time.monotonic()
+
+    def _line(self, tokens: int, suffix: str = "") -> str:
+        elapsed = time.monotonic() - self.started
+        rate = tokens / elapsed if elapsed > 0 else 0.0
+        return (
+            f"round {self.round_no}: {tokens}/{self.budget} tokens after a {self.prompt:,}-token prompt, "
+            f"{rate:.1f} tok/s, {elapsed:.0f} s{suffix}"
+        )
+
+    def tick(self, tokens: int) -> None:
+        if self.sink is not None and time.monotonic() - self.last >= PROGRESS_SECONDS:
+            self.last = time.monotonic()
+            self.sink(self._line(tokens))
+
+    def done(self, tokens: int, stop_reason: str) -> None:
+        if self.sink is not None:
+            ended = " (at the round's token limit)" if stop_reason == "length" else ""
+            self.sink(self._line(tokens, f", done{ended}"))

@@ -340,8 +340,16 @@ def random_tensors(args: ModelArgs, seed: int) -> dict[str, torch.Tensor]:
     return out
 
 
+DEFAULT_CONTEXT = 32_768  # room for the agent's system prompt and tools (~9k tokens) and several rounds
+
+
 def init_checkpoint(
-    out_dir: str | Path, preset: str = "tiny", *, fp8: bool = False, seed: int = 0
+    out_dir: str | Path,
+    preset: str = "tiny",
+    *,
+    fp8: bool = False,
+    seed: int = 0,
+    context: int = DEFAULT_CONTEXT,
 ) -> ModelArgs:
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
@@ -351,7 +359,7 @@ def init_checkpoint(
     tok = train_tokenizer(p.pop("vocab"), seed=seed)
     args = ModelArgs(
         vocab_size=tok.get_vocab_size(with_added_tokens=True),
-        max_position_embeddings=8192,
+        max_position_embeddings=context,
         torch_dtype="bfloat16",
         **p,
     )

@@ -28,6 +28,12 @@ def init_command(
     force: bool = typer.Option(
         False, "--force", help="Overwrite a directory that already holds a checkpoint."
     ),
+    context: int = typer.Option(
+        32_768,
+        "--context",
+        min=256,
+        help="Context window (max_position_embeddings); the agent's system prompt and tools take ~9k tokens.",
+    ),
 ) -> None:
     """Write a random M2 checkpoint in the Hugging Face layout (config, shards + index, tokenizer)."""
     _require_torch()
@@ -35,14 +41,28 @@ def init_command(
 
     if preset not in PRESETS:
         _fail(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
-    if not force and model_dir.is_dir() and any(model_dir.glob("*.safetensors*")):
-        _fail(f"{model_dir} already holds a checkpoint; pass --force to overwrite it")
-    args = init_checkpoint(model_dir, preset, fp8=fp8, seed=seed)
+    if model_dir.exists() and not model_dir.is_dir():
+        _fail(f"{model_dir} exists and is not a directory")
+    if model_dir.is_dir() and any(model_dir.iterdir()):
+        if not _holds_checkpoint(model_dir):
+            _fail(f"{model_dir} is not empty and holds no checkpoint: write into a new or empty directory")
+        if not force:
+            _fail(f"{model_dir} already holds a checkpoint; pass --force to overwrite it")
+    args = init_checkpoint(model_dir, preset, fp8=fp8, seed=seed, context=context)
     total, active = args.param_counts()
     typer.echo(
         f"wrote {model_dir} ({preset}{', fp8' if fp8 else ''}): {total:,} parameters, "
-        f"{active:,} active, vocab {args.vocab_size}",
+        f"{active:,} active, vocab {args.vocab_size}, context {args.max_position_embeddings:,}",
         err=True,
+    )
+
+
+def _holds_checkpoint(directory: Path) -> bool:
+    """config.json and safetensors shards, and nothing that marks a directory the user works in."""
+    return (
+        (directory / "config.json").is_file()
+        and any(directory.glob("*.safetensors"))
+        and not (directory / ".git").exists()
     )
 
 

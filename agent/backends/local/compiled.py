@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict
@@ -29,6 +30,7 @@ import torch
 
 from agent.backends.local import cpu_kernels
 from agent.backends.local.model import M2Transformer
+from agent.backends.local.progress import notice
 from agent.config import user_cache_dir
 
 DecodeStep = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -96,6 +98,11 @@ def _build_package(model: M2Transformer, configs: dict, package: Path) -> None:
     token = torch.zeros(1, 1, dtype=torch.long)
     input_pos = torch.zeros(1, dtype=torch.long)
     package.parent.mkdir(parents=True, exist_ok=True)
+    notice(
+        f"compiling the decode step for a {model.max_seq_len:,}-token cache "
+        "(once per machine, model shape and cache size; about a minute)"
+    )
+    started = time.monotonic()
     with torch.inference_mode(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # export's notes on inference-mode tensors; not actionable here
         program = torch.export.export(model, (token, input_pos))
@@ -107,6 +114,7 @@ def _build_package(model: M2Transformer, configs: dict, package: Path) -> None:
             os.replace(partial, package)
         finally:
             partial.unlink(missing_ok=True)
+    notice(f"compiled the decode step in {time.monotonic() - started:.0f} s")
 
 
 def _prune(directory: Path, keep: int = KEEP_PACKAGES) -> None:

@@ -1,11 +1,15 @@
 """Our C++ CPU decode kernels (csrc/cpu_kernels.cpp): `torch.ops.mmx.matvec`, `torch.ops.mmx.moe_decode`
 and `torch.ops.mmx.decode_attention`.
 
-They are compiled on first use for this machine's CPU (-march=native; about 15 s, once: torch keeps the
-build under ~/.cache/torch_extensions and reuses it while the source and flags are unchanged). The build
-name carries a hash of the CPU's feature flags, so a home directory shared with an older CPU gets its own
-build rather than an illegal instruction. Without a C++ compiler, or with MMX_AGENT_CPU_KERNELS=0, the
-model keeps its PyTorch paths; the reason is warned once.
+They are compiled on first use for this machine's CPU (-march=native; 15-30 s, once) and kept under
+$XDG_CACHE_HOME/mmx-agent/cpu-kernels (default ~/.cache/...; TORCH_EXTENSIONS_DIR overrides it). A build
+is named by a hash of everything that changes the binary: the source, torch's version and include
+path, the compiler, the flags and target, and the CPU's feature flags. So two virtual environments or
+checkouts never rebuild each other's kernels, and a home directory shared with an older CPU gets its
+own build rather than an illegal instruction. The build runs in a child process into a private
+directory and is moved into place when it is complete; a lock file makes concurrent first uses build
+once. Without a C++ compiler, or with MMX_AGENT_CPU_KERNELS=0, the model keeps its PyTorch paths; the
+reason is warned once.
 
 The ops also have shape-only ("fake") implementations, so `torch.export` traces through them and the
 compiled decode step (compiled.py) calls the same kernels.
@@ -14,17 +18,28 @@ compiled decode step (compiled.py) calls the same kernels.
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import functools
 import hashlib
 import os
 import shutil
+import subprocess
+import sys
+import tempfile
+import time
 import warnings
 from pathlib import Path
 
 import torch
 
+from agent.backends.local.progress import notice
+from agent.config import user_cache_dir
+
 SOURCE = Path(__file__).with_name("csrc") / "cpu_kernels.cpp"
 DTYPES = (torch.float32, torch.bfloat16)
+CFLAGS = ["-O3", "-fopenmp", "-Wno-psabi"]
+LDFLAGS = ["-fopenmp"]
+BUILD_SECONDS = 900  # a first build takes 15-30 s on a laptop; leave room for a loaded machine
 
 
 def cpu_flags() -> str:
@@ -38,15 +53,15 @@ def cpu_flags() -> str:
     return os.uname().machine
 
 
-def _ninja_on_path() -> None:
+def _ninja_dir() -> str | None:
     """torch's builder runs `ninja` from PATH; the pip `ninja` package puts it beside the interpreter."""
     if shutil.which("ninja"):
-        return
+        return None
     try:
         import ninja  # noqa: PLC0415  (optional: the `local` extra installs it)
     except ImportError:
-        return
-    os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + os.environ.get("PATH", "")
+        return None
+    return ninja.BIN_DIR
 
 
 def enabled() -> bool:
@@ -54,29 +69,108 @@ def enabled() -> bool:
     return os.environ.get("MMX_AGENT_CPU_KERNELS", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
+def cache_root() -> Path:
+    override = os.environ.get("TORCH_EXTENSIONS_DIR")
+    return Path(override) if override else user_cache_dir() / "cpu-kernels"
+
+
+def _compiler() -> str:
+    return os.environ.get("CXX") or "c++"
+
+
+def build_name(march: str) -> str:
+    """The build's name: a hash of everything that changes the binary (see the module docstring)."""
+    from torch.utils import cpp_extension  # noqa: PLC0415  (slow import; only when kernels are wanted)
+
+    parts = [
+        SOURCE.read_bytes(),
+        torch.__version__.encode(),
+        *(path.encode() for path in cpp_extension.include_paths()),
+        _compiler().encode(),
+        " ".join([*CFLAGS, f"-march={march}", *LDFLAGS]).encode(),
+        cpu_flags().encode(),
+    ]
+    return "mmx_cpu_kernels_" + hashlib.sha256(b"\0".join(parts)).hexdigest()[:16]
+
+
+# The child process that builds: torch's JIT builder, pointed at a private directory.
+_BUILD_SCRIPT = """
+import sys
+from torch.utils import cpp_extension
+name, source, directory, cflags, ldflags = sys.argv[1:6]
+cpp_extension.load(name=name, sources=[source], build_directory=directory, extra_cflags=cflags.split(),
+                   extra_ldflags=ldflags.split(), is_python_module=False)
+"""
+
+
+def _build(name: str, march: str, library: Path) -> None:
+    """Builds the kernels into `library`; RuntimeError with a short reason when that fails."""
+    compiler = _compiler()
+    if shutil.which(compiler) is None:
+        raise RuntimeError(f"no C++ compiler ({compiler!r} not found; install g++)")
+    env = dict(os.environ)
+    ninja_dir = _ninja_dir()
+    if ninja_dir:
+        env["PATH"] = ninja_dir + os.pathsep + env.get("PATH", "")
+    notice("building the CPU decode kernels for this processor (once per machine and torch; 15-30 s)")
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix=f"{name}.", dir=library.parent.parent) as scratch:
+        command = [
+            sys.executable,
+            "-c",
+            _BUILD_SCRIPT,
+            name,
+            str(SOURCE),
+            scratch,
+            " ".join([*CFLAGS, f"-march={march}"]),
+            " ".join(LDFLAGS),
+        ]
+        try:
+            done = subprocess.run(
+                command, env=env, capture_output=True, text=True, errors="replace", timeout=BUILD_SECONDS
+            )
+        except subprocess.TimeoutExpired:
+            raise RuntimeError(f"the build took more than {BUILD_SECONDS} s") from None
+        built = Path(scratch) / f"{name}.so"
+        if done.returncode != 0 or not built.is_file():
+            raise RuntimeError(f"the build failed: {_build_error(done.stdout + done.stderr)}")
+        library.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(built, library)  # complete or absent: never a half-written library
+    notice(f"built the CPU decode kernels in {time.monotonic() - started:.0f} s ({library})")
+
+
+def _build_error(output: str) -> str:
+    """The compiler's first error lines, not the whole build log."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    errors = [line for line in lines if "error" in line.lower() and not line.startswith("[")]
+    picked = (errors or lines)[:3] if errors else lines[-3:]
+    return " | ".join(line[:300] for line in picked) or "no output"
+
+
+def library_path(march: str) -> Path:
+    name = build_name(march)
+    return cache_root() / name / f"{name}.so"
+
+
 @functools.lru_cache(maxsize=1)
 def available() -> bool:
     """Build (first time) and load the kernels; False, with one warning saying why, when they cannot be."""
-    from torch.utils import cpp_extension  # noqa: PLC0415  (slow import; only when kernels are wanted)
-
-    _ninja_on_path()
     # MMX_AGENT_CPU_MARCH: another target than this CPU, e.g. x86-64-v3 (AVX2), to test the paths that
     # do without AVX-512.
     march = os.environ.get("MMX_AGENT_CPU_MARCH", "native")
-    name = "mmx_cpu_kernels_" + hashlib.sha256(f"{march} {cpu_flags()}".encode()).hexdigest()[:10]
     try:
-        library = cpp_extension.load(
-            name=name,
-            sources=[str(SOURCE)],
-            extra_cflags=["-O3", f"-march={march}", "-fopenmp", "-Wno-psabi"],
-            extra_ldflags=["-fopenmp"],
-            is_python_module=False,
-        )
+        library = library_path(march)
+        library.parent.mkdir(parents=True, exist_ok=True)
+        with (library.parent / "lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released by the kernel if we die: never stale
+            if not library.is_file():
+                _build(library.parent.name, march, library)
+        torch.ops.load_library(str(library))
     except Exception as exc:  # no compiler, no ninja, a broken toolchain: decode still works, slower
         warnings.warn(f"CPU decode kernels unavailable, using PyTorch ops instead: {exc}", stacklevel=2)
         return False
     # Global symbols, so that the compiled decode step's library finds the C entry points below.
-    ctypes.CDLL(library, mode=os.RTLD_GLOBAL | os.RTLD_NOLOAD)
+    ctypes.CDLL(str(library), mode=os.RTLD_GLOBAL | os.RTLD_NOLOAD)
     _register_fakes()
     return True
 
@@ -122,7 +216,17 @@ FEW_TOKENS = 32
 
 def active() -> bool:
     """Enabled and built: the model's CPU paths will call the kernels."""
-    return enabled() and available()
+    if not enabled():
+        _warn_disabled()
+        return False
+    return available()
+
+
+@functools.lru_cache(maxsize=1)
+def _warn_disabled() -> None:
+    warnings.warn(
+        "CPU decode kernels switched off (MMX_AGENT_CPU_KERNELS=0): using PyTorch ops", stacklevel=3
+    )
 
 
 def usable(tokens: int, x: torch.Tensor, w: torch.Tensor, *, limit: int = FEW_TOKENS) -> bool:
