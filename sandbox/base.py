@@ -47,8 +47,13 @@ class Sandbox(Protocol):
         cwd: str | None = None,
         env: dict[str, str] | None = None,
         max_output: int = 1_000_000,
+        confined: bool = True,
     ) -> ExecResult:
-        """Run `command` with bash in its own process group; on timeout kill the whole group."""
+        """Run `command` with bash in its own process group; on timeout kill the whole group.
+
+        `confined=False` is for the project's own helper commands (git tools, checkpoints, firewall
+        probes), which must write where the model's commands may not (.git, the checkpoint store) and
+        never run programs the model wrote; everything the model asks for runs confined."""
 
     def read_file(self, path: str) -> bytes: ...
 

@@ -234,6 +234,7 @@ class DockerSandbox:
         cwd: str | None = None,
         env: dict[str, str] | None = None,
         max_output: int = 1_000_000,
+        confined: bool = True,
     ) -> DockerExecResult:
         output = CappedOutput(max_output)
         request = {

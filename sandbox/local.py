@@ -85,6 +85,7 @@ class LocalSandbox:
         cwd: str | None = None,
         env: dict[str, str] | None = None,
         max_output: int = 1_000_000,
+        confined: bool = True,
     ) -> ExecResult:
         full_env = {**os.environ, **self.env, **(env or {})}
         try:
