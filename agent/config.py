@@ -105,6 +105,13 @@ def _from_environment(environ: dict[str, str]) -> dict[str, Any]:
     return values
 
 
+def _describe_problem(error: dict[str, Any]) -> str:
+    where = ".".join(map(str, error["loc"]))
+    given = error.get("input")
+    got = f" (got {given!r})" if isinstance(given, str | int | float | bool) else ""
+    return f"{where}: {error['msg']}{got}"
+
+
 def load_settings(
     cwd: Path, flags: dict[str, Any] | None = None, environ: dict[str, str] | None = None
 ) -> Settings:
@@ -122,7 +129,7 @@ def load_settings(
         try:
             Settings.model_validate({**merged, **values})
         except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            problems = "; ".join(_describe_problem(e) for e in exc.errors())
             raise ConfigError(f"invalid settings from {source}: {problems}") from None
         merged.update(values)
     return Settings.model_validate(merged)
