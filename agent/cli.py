@@ -87,6 +87,11 @@ def root(
     context_window: int = typer.Option(
         None, "--context-window", min=1, help="Override the model's context window."
     ),
+    tokenizer: str = typer.Option(
+        None,
+        "--tokenizer",
+        help="Remote backends: the model's tokenizer.json (or its directory), to count prompts.",
+    ),
     cwd: Path = typer.Option(None, "--cwd", help="Work in this directory instead of the current one."),
     resume: str = typer.Option(None, "--resume", help="Continue the session with this id."),
     continue_last: bool = typer.Option(
@@ -131,6 +136,7 @@ def root(
         "replay": replay,
         "sandbox": sandbox,
         "context_window": context_window,
+        "tokenizer": tokenizer,
     }
     try:
         settings = load_settings(workspace, flags)

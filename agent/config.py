@@ -47,6 +47,9 @@ class Settings(BaseModel):
     max_cost: float | None = None
     max_wall_seconds: float | None = None
     context_window: int | None = None  # overrides what the backend reports
+    tokenizer: str | None = (
+        None  # remote backends: tokenizer.json (or its directory) to count prompts exactly
+    )
     temperature: float | None = None
     top_p: float | None = None
     top_k: int | None = None

@@ -149,6 +149,8 @@ def run_headless(
             )
         except SandboxError as exc:
             return fail_before_start(output_format, "error", f"sandbox unavailable: {exc}", started)
+        except ValueError as exc:  # an option the backend refuses (a malformed URL, a bad tokenizer file)
+            return fail_before_start(output_format, "usage_error", str(exc), started)
         except KeyboardInterrupt:
             return fail_before_start(output_format, "cancelled", "cancelled before the run started", started)
         except Exception as exc:  # a bug: still one result, and the traceback only with --debug

@@ -19,7 +19,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.backends.base import Backend, BackendError, ContextWindowExceeded, GenerationParams
+from agent.backends.base import (
+    Backend,
+    BackendError,
+    ContextWindowExceeded,
+    GenerationParams,
+    PromptTooLong,
+)
 from agent.backends.events import (
     FormatError,
     ReasoningDelta,
@@ -42,7 +48,7 @@ from agent.events import (
     UserMessage,
 )
 from agent.permissions import PermissionPolicy
-from agent.planner.compaction import Compactor, ContextBudget
+from agent.planner.compaction import Compactor, ContextBudget, ContextExhausted
 from agent.planner.limits import Limits, LoopDetector
 from agent.tools.base import Permission, Tool, ToolContext, ToolResult, openai_tool
 from agent.tools.registry import run_tool
@@ -67,6 +73,7 @@ DEFAULT_TEST_COMMANDS = [
     r"\bmake\s+(test|check)\b",
     r"\b(ctest|rspec|phpunit|prove)\b",
 ]
+MAX_REJECTIONS = 3  # "prompt too long" answers in a row before the run gives up
 LOOP_WARNING = (
     "\n[mmx-agent] This is the {n}th identical call in a row with the same arguments. It will not help to "
     "repeat it: change your approach. One more identical call ends the run."
@@ -156,10 +163,17 @@ class AgentLoop:
         loops = LoopDetector()
         status, detail = "done", ""
         try:
+            rejections = 0
             while True:
                 self._check_limits(turns, started)
                 self._fit_context()
-                round_ = self._model_round()
+                try:
+                    round_ = self._model_round()
+                except PromptTooLong as exc:  # the server counts more than we did: compact, retry
+                    rejections += 1
+                    self._after_rejection(exc, rejections)
+                    continue
+                rejections = 0
                 turns += 1
                 message = self._assistant_message(round_, turns)
                 self.messages.append(message)
@@ -239,6 +253,23 @@ class AgentLoop:
         event = Compaction(stage, before, after, [m.to_openai() for m in messages])
         self.emit(event)
         return event
+
+    def _after_rejection(self, exc: PromptTooLong, rejections: int) -> None:
+        """Shrinks the history after the server refused the prompt as too long; ContextExhausted (the
+        run ends, with the server's numbers) when there is nothing left to shrink but the current turn."""
+        numbers = exc.numbers()
+        self.emit(Status(f"the server refused the prompt as too long ({numbers}); compacting", "warning"))
+        budget = self.compactor.budget
+        if exc.allowed and exc.allowed < budget.window:  # the server's window, not what we assumed
+            budget.window = exc.allowed
+        if rejections > MAX_REJECTIONS:
+            raise ContextExhausted(f"the prompt still does not fit after compacting: {numbers}")
+        try:
+            compacted = self._fit_context(force=True)
+        except ContextExhausted as inner:
+            raise ContextExhausted(f"{inner} ({numbers})") from None
+        if compacted is None:
+            raise ContextExhausted(f"the current turn alone does not fit: {numbers}")
 
     def compact_now(self) -> str:
         """Summarise everything before the latest user message (the /compact command)."""

@@ -55,7 +55,13 @@ def make_backend(settings: Settings, progress: Callable[[str], None] | None = No
     from agent.backends.remote.cli import make_backend as make_remote
 
     return make_remote(
-        kind, settings.base_url, settings.model, settings.api_key_env, prices=settings.prices or None
+        kind,
+        settings.base_url,
+        settings.model,
+        settings.api_key_env,
+        prices=settings.prices or None,
+        tokenizer=settings.tokenizer,
+        context_window=settings.context_window,
     )
 
 
@@ -159,7 +165,11 @@ def start_session(
         ),
         session_id=session_id,
         messages=history,
-        budget=ContextBudget(window, reserve=min(8_192, window // 4)),
+        budget=ContextBudget(
+            window,
+            reserve=8_192,
+            live_window=None if settings.context_window else lambda: backend.context_window,
+        ),
         test_commands=settings.test_commands,
     )
     session = AgentSession(session_id, loop, backend, sandbox, writer)

@@ -45,6 +45,22 @@ class ContextWindowExceeded(Exception):
     """The conversation does not fit the model's context window (the run ends: context_exhausted)."""
 
 
+class PromptTooLong(ContextWindowExceeded):
+    """The server refused the prompt as longer than its context. The loop compacts the history and
+    retries the round; only when the current turn alone does not fit does the run end.
+
+    `counted`: the prompt tokens the server counted; `allowed`: its context length (None: not said)."""
+
+    def __init__(self, message: str, *, counted: int | None = None, allowed: int | None = None) -> None:
+        super().__init__(message)
+        self.counted, self.allowed = counted, allowed
+
+    def numbers(self) -> str:
+        counted = f"{self.counted:,} tokens" if self.counted is not None else "the prompt"
+        allowed = f"allows {self.allowed:,}" if self.allowed is not None else "refused it as too long"
+        return f"the server counted {counted} and {allowed}"
+
+
 class Backend(Protocol):
     name: str
     model: str

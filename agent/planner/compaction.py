@@ -47,12 +47,23 @@ class ContextExhausted(ContextWindowExceeded):
 @dataclass
 class ContextBudget:
     window: int
-    reserve: int = 8_192  # room for the model's answer
+    reserve: int = 8_192  # room for the model's answer (at most a quarter of the window)
     fill: float = 0.9  # compact when the prompt passes this share of (window - reserve)
+    # The backend's current idea of its window, when the user did not fix one: a remote server can
+    # tell its real window only once asked (/tokenize), after the session started.
+    live_window: Callable[[], int] | None = None
+
+    @property
+    def effective_window(self) -> int:
+        return min(self.window, self.live_window()) if self.live_window else self.window
+
+    @property
+    def answer_room(self) -> int:
+        return min(self.reserve, self.effective_window // 4)
 
     @property
     def limit(self) -> int:
-        return int((self.window - self.reserve) * self.fill)
+        return int((self.effective_window - self.answer_room) * self.fill)
 
 
 def latest_user_index(messages: list[Message]) -> int:
@@ -106,7 +117,7 @@ class Compactor:
             Message.user(SUMMARY_REQUEST.format(transcript=transcript)),
         ]
         parts: list[str] = []
-        for event in self.backend.stream(request, [], GenerationParams(max_tokens=self.budget.reserve)):
+        for event in self.backend.stream(request, [], GenerationParams(max_tokens=self.budget.answer_room)):
             if isinstance(event, TextDelta):
                 parts.append(event.text)
             elif isinstance(event, Usage):

@@ -79,6 +79,10 @@ CASES = [
     ("no docker engine", ["--backend", "replay", "--replay", ok_replay, "--sandbox", "docker"],
      {"DOCKER_HOST": "tcp://127.0.0.1:9"}, "error", 1, "cannot reach the Docker engine"),
     ("unknown flag", ["--no-such-flag"], {}, "usage_error", 2, "--no-such-flag"),
+    ("bad base url", ["--backend", "openai-compatible", "--base-url", "ftp://x"], {}, "usage_error", 2,
+     "--base-url must be an http"),
+    ("no tokenizer file", ["--backend", "openai-compatible", "--base-url", "http://127.0.0.1:9/v1",
+     "--tokenizer", "no-such.json"], {}, "usage_error", 2, "no tokenizer.json"),
     ("negative max turns", ["--max-turns", "-1"], {}, "usage_error", 2, "--max-turns"),
     ("unknown backend", ["--backend", "nosuch"], {}, "usage_error", 2, "'anthropic-compatible', 'completions', "
      "'local' or 'replay'"),

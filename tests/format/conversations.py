@@ -138,10 +138,14 @@ def assistant(rng: random.Random, with_calls: bool) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": content(rng)}
     style = rng.choice(["separate", "inline", "none", "empty"])
     reasoning = nonempty_text(rng)
+    if rng.random() < 0.5:  # newlines at the edges: the inline form strips them, the separate form keeps them
+        reasoning = rng.choice(["\n", "\n\n", ""]) + reasoning + rng.choice(["\n", "\n\n", ""])
     if style == "separate":
         message["reasoning_content"] = reasoning
     elif style == "inline" and isinstance(message["content"], str):
-        message["content"] = f"<think>\n{reasoning}\n</think>\n\n" + message["content"]
+        opener = rng.choice(["<think>\n", "<think>", "\n<think>\n"])
+        closer = rng.choice(["\n</think>\n\n", "</think>", "\n\n</think>\n"])
+        message["content"] = f"{opener}{reasoning}{closer}" + message["content"]
     elif style == "empty":
         message["reasoning_content"] = ""
     if with_calls:

@@ -122,6 +122,8 @@ class ScriptedServer:
         reject_reasoning: bool = False,  # history reasoning refused with a 400
         tokenize: bool = True,  # serve vLLM's /tokenize
         usage: bool = True,
+        context: int | None = None,  # refuse longer prompts as vLLM does (HTTP 400)
+        by_order: bool = False,  # reply with the script's next turn, not the conversation's round
     ) -> None:
         self.style, self.script, self.model = style, script, model
         self.reasoning_field = reasoning_field
@@ -131,6 +133,8 @@ class ScriptedServer:
             reject_reasoning,
         )
         self.tokenize, self.usage = tokenize, usage
+        self.context, self.by_order, self.served = context, by_order, 0
+        self.refused: list[int] = []  # prompt sizes refused as over the context
         self.faults: list[Fault | None] = []
         self.received: list[Received] = []
         self.sent: dict[int, Any] = {}  # round -> its reasoning as this server sent it
@@ -271,13 +275,25 @@ class ScriptedServer:
     # ------------------------------------------------------------------ replies
     def frames(self, path: str, body: dict[str, Any]) -> list[str]:
         self.check(body)
-        round_ = self.round_of(body)
+        prompt_tokens = count_tokens(self.prompt(body))
+        if self.context is not None:
+            wanted = body.get("max_tokens") or 0
+            if prompt_tokens + wanted > self.context:
+                self.refused.append(prompt_tokens)
+                raise Reject(
+                    400,
+                    f"This model's maximum context length is {self.context} tokens. However, you requested "
+                    f"{prompt_tokens + wanted} tokens ({prompt_tokens} in the messages, {wanted} in the "
+                    "completion). Please reduce the length of the messages or completion.",
+                    "BadRequestError",
+                )
+        round_ = self.served if self.by_order else self.round_of(body)
         if round_ >= len(self.script):
             raise Reject(400, f"the test script has no round {round_}")
+        self.served += 1
         reply = self.script[round_]
         if self.strip_reasoning:
             reply = Reply("", reply.content, reply.calls)
-        prompt_tokens = count_tokens(self.prompt(body))
         raw = raw_completion(reply)
         usage = (prompt_tokens, count_tokens(raw), count_tokens(reply.reasoning))
         if path.endswith("/messages") and self.style == "anthropic":
@@ -509,7 +525,8 @@ class _Handler(BaseHTTPRequestHandler):
         if not server.tokenize or server.style == "anthropic":
             return self._json(404, {"detail": "Not Found"})
         prompt = server.prompt(body)
-        self._json(200, {"count": count_tokens(prompt), "max_model_len": 196608, "tokens": []})
+        window = server.context or 196608
+        self._json(200, {"count": count_tokens(prompt), "max_model_len": window, "tokens": []})
 
     def _json(self, status: int, data: Any, headers: dict[str, str] | None = None) -> None:
         payload = json.dumps(data).encode()

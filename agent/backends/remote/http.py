@@ -21,14 +21,24 @@ from typing import Any, Protocol
 
 import httpx
 
-from agent.backends.base import M2_TEMPERATURE, M2_TOP_K, M2_TOP_P, BackendError, GenerationParams
+from agent.backends.base import (
+    M2_TEMPERATURE,
+    M2_TOP_K,
+    M2_TOP_P,
+    BackendError,
+    GenerationParams,
+    PromptTooLong,
+)
 from agent.backends.events import BackendEvent, ReasoningDelta, RoundRetry, StreamEnd, Usage
+from agent.backends.m2.render import RenderError, render_prompt
 from agent.backends.messages import Message
+from agent.backends.remote.context_errors import context_rejection
 from agent.backends.remote.keys import ApiKey, scrub
 from agent.backends.remote.pricing import Price, lookup_price, price_table
 from agent.backends.remote.reasoning_forms import ReasoningMemory
 from agent.backends.remote.retry import RetryableError, RetryPolicy, is_retryable_status, parse_retry_after
 from agent.backends.remote.sse import MalformedChunk, SseEvent, iter_sse
+from agent.backends.remote.token_count import PromptTokens, load_tokenizer
 
 log = logging.getLogger("agent.backends.remote")
 
@@ -122,6 +132,7 @@ class RemoteBackend:
         send_top_k: bool = True,
         extra_body: dict[str, Any] | None = None,
         extra_headers: dict[str, str] | None = None,
+        tokenizer: str | None = None,
     ) -> None:
         self.name = name
         self.base_url = base_url.rstrip("/")
@@ -143,13 +154,25 @@ class RemoteBackend:
         self._client = httpx.Client(
             timeout=self.timeouts.to_httpx(), verify=_ssl_context(), follow_redirects=False
         )
+        self.tokens = PromptTokens(
+            load_tokenizer(tokenizer) if tokenizer else None,
+            tokenize=self._server_tokenize if self.kind != "anthropic" else None,
+        )
 
     # ------------------------------------------------------------------ the Backend protocol
     @property
     def context_window(self) -> int:
+        """The configured window, else the one the server said it has (/tokenize), else M2's."""
         if self._context_window:
             return self._context_window
+        if self.tokens.server_window:  # learnt from /tokenize once a prompt was counted
+            return self.tokens.server_window
         return M27_CONTEXT if "m2.7" in self.model.lower() else M2_CONTEXT
+
+    def count_tokens(self, prompt: str) -> int:
+        """The rendered prompt's size as the server counts it (see token_count.py)."""
+        self._ensure_model()
+        return self.tokens.count(prompt)
 
     @property
     def last_reasoning_details(self) -> list[dict[str, Any]] | None:
@@ -177,7 +200,14 @@ class RemoteBackend:
                         reasoning.clear()
                     elif isinstance(event, StreamEnd):  # before yielding: a consumer may stop here
                         self._round_done(decoder, "".join(reasoning))
+                        self._calibrate(
+                            messages, tools, decoder.counts.input if decoder.counts.reported else 0
+                        )
                     yield event
+            except PromptTooLong as exc:
+                if exc.counted:
+                    self._calibrate(messages, tools, exc.counted)
+                raise
             except RetryableError as exc:
                 failures += 1
                 reason = self.scrub(exc.reason)
@@ -195,6 +225,30 @@ class RemoteBackend:
 
     def close(self) -> None:
         self._client.close()
+
+    def _calibrate(self, messages: list[Message], tools: list[dict[str, Any]] | None, counted: int) -> None:
+        """The server counted `counted` prompt tokens for this request: teach the estimate."""
+        if counted <= 0 or self.tokens.source not in ("estimate", "calibrated"):
+            return
+        try:
+            prompt = render_prompt(list(messages), list(tools or []) or None)
+        except RenderError:
+            return
+        self.tokens.observe(prompt, counted)
+
+    def _server_tokenize(self, prompt: str) -> tuple[int, int | None] | None:
+        """vLLM's and SGLang's /tokenize (at the server root): (count, max_model_len), None if absent."""
+        root = self.base_url.removesuffix("/v1")
+        try:
+            status, data = self.post_json(
+                f"{root}/tokenize", {"model": self.model, "prompt": prompt, "add_special_tokens": False}
+            )
+        except BackendError:
+            return None
+        if status != 200 or not isinstance(data, dict) or not isinstance(data.get("count"), int):
+            return None
+        window = data.get("max_model_len")
+        return data["count"], window if isinstance(window, int) and window > 0 else None
 
     def __enter__(self) -> RemoteBackend:
         return self
@@ -302,6 +356,9 @@ class RemoteBackend:
         status = response.status_code
         message = server_message(response.read()[:_ERROR_BODY_LIMIT].decode("utf-8", "replace"))
         detail = f"HTTP {status}" + (f": {message}" if message else "")
+        too_long = context_rejection(status, self.scrub(message))
+        if too_long is not None:
+            return too_long
         if is_retryable_status(status) and "insufficient_quota" not in message:
             return RetryableError(detail, parse_retry_after(response.headers))
         if status in (401, 403):

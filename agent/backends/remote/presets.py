@@ -75,6 +75,7 @@ _COMMON = {
     "send_top_k",
     "extra_body",
     "extra_headers",
+    "tokenizer",
 }
 _SPECIFIC = {
     OpenAIChatBackend: {
@@ -109,6 +110,7 @@ def make_backend(
       prices: {model: {"input", "output", "cached_input"} $/Mtok} over the MiniMax defaults;
       context_window; temperature, top_p, top_k, max_tokens: defaults under the per-call params;
       send_top_k; extra_body (merged into every request); extra_headers;
+      tokenizer: a tokenizer.json (or a directory with one) to count prompts exactly;
       chat only: reasoning_mode (auto | inline | reasoning_content | reasoning_details),
         reasoning_split, stream_usage, max_tokens_field, clamp_temperature;
       completions only: stream_usage, keep_special_tokens; Anthropic only: anthropic_version.
