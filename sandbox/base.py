@@ -34,6 +34,14 @@ class SandboxError(Exception):
     """A sandbox operation failed (missing file, permission, daemon error)."""
 
 
+class FileTooLarge(SandboxError):
+    """read_file's max_bytes was exceeded; `size` is the size of the file it opened."""
+
+    def __init__(self, message: str, size: int):
+        super().__init__(message)
+        self.size = size
+
+
 @runtime_checkable
 class Sandbox(Protocol):
     root: str  # the workspace root, as the sandbox sees it
@@ -55,10 +63,16 @@ class Sandbox(Protocol):
         probes), which must write where the model's commands may not (.git, the checkpoint store) and
         never run programs the model wrote; everything the model asks for runs confined."""
 
-    def read_file(self, path: str) -> bytes: ...
+    def read_file(self, path: str, *, max_bytes: int | None = None) -> bytes:
+        """The bytes of a regular file (FIFOs, sockets and devices are refused, not opened for
+        long). Over `max_bytes` (the opened file's size, so a symlink's target counts) it raises
+        FileTooLarge without reading. Every component of `path` must be a real directory or
+        file: a symlink on the way is refused, never followed (callers pass realpath results)."""
 
     def write_file(self, path: str, data: bytes, *, mode: int | None = None) -> None:
-        """Atomic write (temp file + rename in the same directory); creates parents."""
+        """Atomic write (temp file + rename in the same directory); creates parents; keeps an
+        existing file's mode unless `mode` is given. Like read_file, it refuses a symlink
+        anywhere on `path`: each directory is opened relative to the one before, O_NOFOLLOW."""
 
     def stat(self, path: str) -> FileInfo | None:
         """lstat-like; None when the path does not exist."""

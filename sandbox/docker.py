@@ -30,7 +30,7 @@ import docker.errors
 import docker.types
 
 from sandbox import docker_helper, labels
-from sandbox.base import ExecResult, FileInfo, SandboxError
+from sandbox.base import ExecResult, FileInfo, FileTooLarge, SandboxError
 from sandbox.docker_channel import ChannelClosed, ChannelTimeout, HelperChannel
 from sandbox.engine import connect, require_image
 from sandbox.local import CappedOutput
@@ -221,7 +221,10 @@ class DockerSandbox:
             channel.send(header, payload)
             reply, data = channel.receive(deadline)
         if not reply.get("ok"):
-            raise SandboxError(reply.get("error", "sandbox operation failed"))
+            message = reply.get("error", "sandbox operation failed")
+            if "too_large" in reply:
+                raise FileTooLarge(message, reply["too_large"])
+            raise SandboxError(message)
         return reply, data
 
     # -- processes -------------------------------------------------------------------------
@@ -306,8 +309,8 @@ class DockerSandbox:
 
     # -- files -----------------------------------------------------------------------------
 
-    def read_file(self, path: str) -> bytes:
-        return self._call({"op": "read", "path": path})[1]
+    def read_file(self, path: str, *, max_bytes: int | None = None) -> bytes:
+        return self._call({"op": "read", "path": path, "max_bytes": max_bytes})[1]
 
     def write_file(self, path: str, data: bytes, *, mode: int | None = None) -> None:
         self._call({"op": "write", "path": path, "mode": mode}, bytes(data))

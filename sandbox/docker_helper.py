@@ -22,7 +22,6 @@ import stat
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 
 KILL_GRACE_SECONDS = 2.0  # after TERM, before KILL (as in LocalSandbox)
@@ -236,71 +235,202 @@ def not_a_regular_file(mode):
     return "not a regular file (a FIFO, socket or device)"
 
 
-def read_file(path):
+class FileTooLarge(RequestError):
+    """read_file's max_bytes was exceeded; `size` is what fstat says the opened file holds."""
+
+    def __init__(self, message, size):
+        RequestError.__init__(self, message)
+        self.size = size
+
+
+# read_file and write_file walk their path from "/" one component at a time, each opened relative
+# to the directory before it with O_NOFOLLOW: a symlink anywhere on the path is refused, never
+# followed. Callers resolve symlinks first (realpath) and check where the result lies; a symlink
+# met here means the tree changed after that check (a directory swapped for a link to somewhere
+# else), and the operation fails instead of following it there.
+
+
+def path_parts(path):
+    normal = os.path.normpath(path)
+    if not os.path.isabs(normal):
+        raise RequestError(f"cannot use {path}: the sandbox needs an absolute path")
+    return [part for part in normal.split("/") if part]
+
+
+def symlink_error(action, path, name):
+    return RequestError(
+        f"cannot {action} {path}: {name!r} on the path is a symlink, which is not followed here "
+        "(callers pass resolved paths: was it swapped in after the path was checked?)"
+    )
+
+
+def open_directory(action, path, parts, create):
+    """An fd on the directory `parts` name, opened without following any symlink."""
+    fd = os.open("/", os.O_RDONLY | os.O_DIRECTORY)
     try:
-        # O_NONBLOCK: opening a FIFO that has no writer would otherwise wait forever.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        for name in parts:
+            next_fd = enter_directory(fd, name, action, path, create)
+            os.close(fd)
+            fd = next_fd
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def enter_directory(fd, name, action, path, create):
+    try:
+        return open_subdirectory(fd, name, action, path)
+    except FileNotFoundError:
+        if not create:
+            raise
+    try:
+        os.mkdir(name, 0o777, dir_fd=fd)
+    except FileExistsError:
+        pass  # made by someone else meanwhile: open whatever is there now, by the same rules
+    return open_subdirectory(fd, name, action, path)
+
+
+def open_subdirectory(fd, name, action, path):
+    try:
+        return os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+    except OSError as e:
+        # O_NOFOLLOW with O_DIRECTORY reports a symlink as ENOTDIR; tell the two apart.
+        if e.errno in (errno.ELOOP, errno.ENOTDIR) and is_symlink_at(fd, name):
+            raise symlink_error(action, path, name) from e
+        raise
+
+
+def is_symlink_at(dir_fd, name):
+    try:
+        return stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
+
+
+def read_file(path, max_bytes=None):
+    """The file's bytes; refuses symlinks on the path, non-regular files and files over max_bytes."""
+    parts = path_parts(path)
+    try:
+        directory = open_directory("read", path, parts[:-1], create=False)
+        try:
+            # O_NONBLOCK: opening a FIFO that has no writer would otherwise wait forever.
+            fd = os.open(
+                parts[-1] if parts else ".", os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW, dir_fd=directory
+            )
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise symlink_error("read", path, parts[-1]) from e
+            raise
+        finally:
+            os.close(directory)
     except OSError as e:
         raise os_error("read", path, e) from e
-    problem = not_a_regular_file(os.fstat(fd).st_mode)
-    if problem:
+    try:
+        check_opened_file(fd, path, max_bytes)
+    except RequestError:
         os.close(fd)
-        raise RequestError(f"cannot read {path}: {problem}")
+        raise
     with os.fdopen(fd, "rb") as f:
         try:
-            return f.read()
+            data = f.read() if max_bytes is None else f.read(max_bytes + 1)
         except OSError as e:
             raise os_error("read", path, e) from e
+    if max_bytes is not None and len(data) > max_bytes:  # it grew after the fstat
+        raise too_large(path, len(data), max_bytes)
+    return data
 
 
-def existing_mode(path):
-    try:
-        return stat.S_IMODE(os.stat(path).st_mode)
-    except FileNotFoundError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
+def check_opened_file(fd, path, max_bytes):
+    info = os.fstat(fd)  # of the file opened, whatever a stat of the path said before
+    problem = not_a_regular_file(info.st_mode)
+    if problem:
+        raise RequestError(f"cannot read {path}: {problem}")
+    if max_bytes is not None and info.st_size > max_bytes:
+        raise too_large(path, info.st_size, max_bytes)
 
 
-def fsync_directory(directory):
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+def too_large(path, size, max_bytes):
+    return FileTooLarge(f"cannot read {path}: it holds {size} bytes, more than {max_bytes}", size)
+
+
+def default_mode():
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def write_file(path, data, mode):
-    target = os.path.realpath(path)  # write through a symlink to its target, as an editor would
-    directory = os.path.dirname(target)
+    """Atomic write (temp file, fsync, rename in the same directory); creates missing parents.
+
+    The file keeps its mode unless `mode` is given. Every step works on the directory fd, so a
+    component swapped for a symlink meanwhile is refused (see above) and nothing lands elsewhere.
+    """
+    parts = path_parts(path)
+    if not parts:
+        raise RequestError(f"cannot write {path}: it is a directory")
+    name = parts[-1]
     try:
-        os.makedirs(directory, exist_ok=True)
-        if mode is None:
-            mode = existing_mode(target)
-        fd, temp_path = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(target)}.", suffix=".tmp")
+        directory = open_directory("write", path, parts[:-1], create=True)
     except OSError as e:
         raise os_error("write", path, e) from e
+    try:
+        write_in_directory(directory, name, path, data, mode)
+    finally:
+        os.close(directory)
+
+
+def write_in_directory(directory, name, path, data, mode):
+    try:
+        existing = os.stat(name, dir_fd=directory, follow_symlinks=False)
+    except FileNotFoundError:
+        existing = None
+    except OSError as e:
+        raise os_error("write", path, e) from e
+    if existing is not None:
+        if stat.S_ISLNK(existing.st_mode):
+            raise symlink_error("write", path, name)
+        if stat.S_ISDIR(existing.st_mode):
+            raise RequestError(f"cannot write {path}: {os.strerror(errno.EISDIR)}")
+        if mode is None:
+            mode = stat.S_IMODE(existing.st_mode)
+    if mode is None:
+        mode = default_mode()
+    temp_name, fd = create_temp(directory, name, path)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fchmod(f.fileno(), mode)
             os.fsync(f.fileno())
-        os.replace(temp_path, target)  # atomic: readers see the old or the new file, never half
+        # Atomic: readers see the old or the new file, never half. rename() replaces a symlink
+        # that appeared at `name` meanwhile; it never writes through one.
+        os.replace(temp_name, name, src_dir_fd=directory, dst_dir_fd=directory)
     except BaseException as e:  # Ctrl-C included: never leave the temp file behind
         try:
-            os.unlink(temp_path)
+            os.unlink(temp_name, dir_fd=directory)
         except OSError:
             pass
         if isinstance(e, OSError):
             raise os_error("write", path, e) from e
         raise
-    fsync_directory(directory)
+    try:
+        os.fsync(directory)
+    except OSError:
+        pass
+
+
+def create_temp(directory, name, path):
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+    for _ in range(100):
+        temp_name = f".{name[:100]}.{os.urandom(4).hex()}.tmp"  # name[:100]: stay under NAME_MAX
+        try:
+            return temp_name, os.open(temp_name, flags, 0o600, dir_fd=directory)
+        except FileExistsError:
+            continue
+        except OSError as e:
+            raise os_error("write", path, e) from e
+    raise RequestError(f"cannot write {path}: no free temporary name")
 
 
 def file_info(path):
@@ -354,7 +484,7 @@ def handle(header, payload):
     if op == "exec":
         return dict(run_command(header), kind="exit"), b""
     if op == "read":
-        return {}, read_file(header["path"])
+        return {}, read_file(header["path"], header.get("max_bytes"))
     if op == "write":
         write_file(header["path"], payload, header.get("mode"))
         return {}, b""
@@ -385,6 +515,8 @@ def main():
         try:
             reply, data = handle(header, payload)
             send(dict(reply, ok=True), data)
+        except FileTooLarge as e:
+            send({"ok": False, "error": str(e), "too_large": e.size})
         except RequestError as e:
             send({"ok": False, "error": str(e)})
         except Exception as e:  # a bug here must not kill the channel: report it instead

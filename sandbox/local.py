@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator
 
 from sandbox import docker_helper as files
-from sandbox.base import ExecResult, FileInfo, SandboxError
+from sandbox.base import ExecResult, FileInfo, FileTooLarge, SandboxError
 
 # After TERM, how long a process group gets to exit before KILL.
 KILL_GRACE_SECONDS = 2.0
@@ -155,9 +155,9 @@ class LocalSandbox:
     # The same file operations the Docker sandbox's in-container helper runs, so both sandboxes
     # behave (and word their errors) alike.
 
-    def read_file(self, path: str) -> bytes:
+    def read_file(self, path: str, *, max_bytes: int | None = None) -> bytes:
         with _as_sandbox_error():
-            return files.read_file(path)
+            return files.read_file(path, max_bytes)
 
     def write_file(self, path: str, data: bytes, *, mode: int | None = None) -> None:
         with _as_sandbox_error():
@@ -190,5 +190,7 @@ class LocalSandbox:
 def _as_sandbox_error() -> Iterator[None]:
     try:
         yield
+    except files.FileTooLarge as e:
+        raise FileTooLarge(str(e), e.size) from e
     except files.RequestError as e:
         raise SandboxError(str(e)) from e

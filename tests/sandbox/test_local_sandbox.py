@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.base import Sandbox, SandboxError
+from sandbox.base import FileTooLarge, Sandbox, SandboxError
 from sandbox.local import LocalSandbox
 
 
@@ -119,13 +119,32 @@ def test_write_file_keeps_the_existing_mode_and_default_mode_follows_umask(sandb
     assert stat.S_IMODE(fresh.stat().st_mode) == 0o600
 
 
-def test_write_file_through_a_symlink_writes_the_target(sandbox):
-    real = Path(sandbox.root) / "real.txt"
-    real.write_text("old")
-    link = Path(sandbox.root) / "link.txt"
-    link.symlink_to("real.txt")
-    sandbox.write_file(str(link), b"new")
-    assert link.is_symlink() and real.read_text() == "new"
+def test_read_and_write_refuse_a_symlink_anywhere_on_the_path(sandbox, tmp_path):
+    # Callers pass resolved paths; a symlink on one means it was swapped in after the check.
+    root = Path(sandbox.root)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("old")
+    (root / "real.txt").write_text("old")
+    (root / "link.txt").symlink_to("real.txt")
+    (root / "dirlink").symlink_to(outside)
+    for path in (root / "link.txt", root / "dirlink" / "secret.txt", root / "dirlink" / "new" / "x.txt"):
+        with pytest.raises(SandboxError, match="is a symlink, which is not followed"):
+            sandbox.write_file(str(path), b"new")
+        if path.name != "x.txt":
+            with pytest.raises(SandboxError, match="is a symlink, which is not followed"):
+                sandbox.read_file(str(path))
+    assert (root / "link.txt").is_symlink() and (root / "real.txt").read_text() == "old"
+    assert sorted(os.listdir(outside)) == ["secret.txt"] and (outside / "secret.txt").read_text() == "old"
+
+
+def test_read_file_over_max_bytes_raises_file_too_large_with_the_size(sandbox):
+    root = Path(sandbox.root)
+    (root / "big.bin").write_bytes(b"x" * 5000)
+    with pytest.raises(FileTooLarge) as caught:
+        sandbox.read_file(str(root / "big.bin"), max_bytes=4096)
+    assert caught.value.size == 5000
+    assert sandbox.read_file(str(root / "big.bin"), max_bytes=5000) == b"x" * 5000
 
 
 def test_file_operations(sandbox):

@@ -12,7 +12,7 @@ from itertools import count
 
 import pytest
 
-from sandbox.base import Sandbox, SandboxError
+from sandbox.base import FileTooLarge, Sandbox, SandboxError
 from sandbox.docker import DockerSandbox
 from sandbox.local import LocalSandbox
 from tests.sandbox_docker.processes import ALIVE
@@ -169,11 +169,27 @@ def test_write_file_replaces_atomically(box):
     assert box.sandbox.read_file(box.path("f.txt")) == b"new"
 
 
-def test_write_file_through_a_symlink_writes_the_target(box):
-    box.run("printf old > real.txt && ln -s real.txt link.txt")
-    box.sandbox.write_file(box.path("link.txt"), b"new")
+def test_read_and_write_refuse_a_symlink_anywhere_on_the_path(box):
+    # Callers pass resolved paths; a symlink on one was swapped in after the check: never follow it.
+    box.run(
+        "mkdir out && printf old > out/f.txt && printf old > real.txt && ln -s real.txt link.txt && ln -s out dir"
+    )
+    for parts in (("link.txt",), ("dir", "f.txt"), ("dir", "new", "g.txt")):
+        with pytest.raises(SandboxError, match="is a symlink, which is not followed"):
+            box.sandbox.write_file(box.path(*parts), b"new")
+    for parts in (("link.txt",), ("dir", "f.txt")):
+        with pytest.raises(SandboxError, match="is a symlink, which is not followed"):
+            box.sandbox.read_file(box.path(*parts))
     assert box.sandbox.stat(box.path("link.txt")).is_symlink
-    assert box.sandbox.read_file(box.path("real.txt")) == b"new"
+    assert box.run("cat real.txt out/f.txt; ls out") == "oldoldf.txt\n"
+
+
+def test_read_file_over_max_bytes_is_file_too_large_with_the_size(box):
+    box.run("head -c 5000 /dev/zero > big.bin")
+    with pytest.raises(FileTooLarge) as caught:
+        box.sandbox.read_file(box.path("big.bin"), max_bytes=4096)
+    assert caught.value.size == 5000
+    assert len(box.sandbox.read_file(box.path("big.bin"), max_bytes=5000)) == 5000
 
 
 def test_read_file_is_binary_safe(box):
