@@ -295,17 +295,19 @@ def open_subdirectory(fd, name, action, path):
     try:
         return os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
     except OSError as e:
-        # O_NOFOLLOW with O_DIRECTORY reports a symlink as ENOTDIR; tell the two apart.
-        if e.errno in (errno.ELOOP, errno.ENOTDIR) and is_symlink_at(fd, name):
+        # O_NOFOLLOW with O_DIRECTORY reports a symlink as ENOTDIR. Only a file there now makes
+        # that a plain "Not a directory"; a link, or a directory again, means it is being swapped.
+        if e.errno in (errno.ELOOP, errno.ENOTDIR) and not is_file_at(fd, name):
             raise symlink_error(action, path, name) from e
         raise
 
 
-def is_symlink_at(dir_fd, name):
+def is_file_at(dir_fd, name):
     try:
-        return stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+        mode = os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode
     except OSError:
         return False
+    return not (stat.S_ISLNK(mode) or stat.S_ISDIR(mode))
 
 
 def read_file(path, max_bytes=None):
@@ -452,6 +454,15 @@ def file_info(path):
     }
 
 
+def realpath(path):
+    try:
+        return os.path.realpath(path)
+    except OSError as e:  # EINVAL: a symlink swapped for a directory while being resolved
+        raise RequestError(
+            f"cannot resolve {path}: {e.strerror or e} (did the path change while it was resolved?)"
+        ) from e
+
+
 def listdir(path):
     try:
         return sorted(os.listdir(path))
@@ -491,7 +502,7 @@ def handle(header, payload):
     if op == "stat":
         return {"info": file_info(header["path"])}, b""
     if op == "realpath":
-        return {"path": os.path.realpath(header["path"])}, b""
+        return {"path": realpath(header["path"])}, b""
     if op == "listdir":
         return {"names": listdir(header["path"])}, b""
     if op == "walk":

@@ -169,7 +169,8 @@ class LocalSandbox:
         return None if info is None else FileInfo(**info)
 
     def realpath(self, path: str) -> str:
-        return os.path.realpath(path)
+        with _as_sandbox_error():
+            return files.realpath(path)
 
     def listdir(self, path: str) -> list[str]:
         with _as_sandbox_error():
