@@ -2,9 +2,10 @@
 
 The contract: stdout carries exactly one JSON object, {"ok": bool, "output": str, ...fields};
 the exit status is 0 whenever the tool ran (even when it reported a failure) and 2 on bad
-usage (unknown tool, invalid JSON, arguments that are not an object, missing workspace), with
-the reason on stderr. The call goes through `run_tool`, so the firewall, the checkpoint before
-mutating tools, and secret redaction all apply; checkpoints persist between invocations, so
+usage (unknown tool, invalid JSON, JSON nested deeper than 64 levels or holding a lone surrogate
+such as `\\ud800`, arguments that are not an object, missing workspace), with the reason on
+stderr. The call goes through `run_tool`, so the firewall, the checkpoint before mutating tools,
+and secret redaction all apply; checkpoints persist between invocations, so
 `mmx-agent tool undo` takes back an earlier `mmx-agent tool edit_file`.
 """
 
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import typer
 
+from agent.json_limits import UnusableJson, loads_limited
 from agent.tools.base import ToolContext
 from sandbox.base import SandboxError
 from sandbox.local import LocalSandbox
@@ -41,9 +43,11 @@ def tool_command(
         names = ", ".join(t.name for t in all_tools())
         raise _usage_error(f"unknown tool {name!r}; available: {names}")
     try:
-        parsed = json.loads(args)
+        parsed = loads_limited(args)
     except json.JSONDecodeError as e:
         raise _usage_error(f"--args is not valid JSON: {e}") from None
+    except UnusableJson as e:
+        raise _usage_error(f"--args cannot be used: {e}") from None
     if not isinstance(parsed, dict):
         raise _usage_error(f"--args must be a JSON object, got {type(parsed).__name__}")
     root = workspace if workspace is not None else Path(os.getcwd())

@@ -16,6 +16,7 @@ from typing import Any
 
 import jsonschema
 
+from agent.json_limits import MAX_NESTING, UnusableJson, loads_limited, value_problem, without_lone_surrogates
 from agent.tools import checkpoints, files, git_tools, outline, repo_map, search, shell
 from agent.tools.base import Permission, Tool, ToolContext, ToolResult, openai_tool
 from agent.tools.secrets import redact, redact_data
@@ -50,7 +51,9 @@ def run_tool(name: str, args: Any, ctx: ToolContext, tools: list[Tool] | None = 
     # Our environment plus whatever the sandbox adds for its commands.
     sandbox_env = getattr(ctx.sandbox, "env", None)
     env = {**os.environ, **(sandbox_env if isinstance(sandbox_env, dict) else {})}
-    return ToolResult(result.ok, redact(result.output, env), redact_data(result.data, env))
+    # Lone surrogates (undecodable bytes of a file or a file name) cannot be encoded for any output.
+    output = without_lone_surrogates(redact(result.output, env))
+    return ToolResult(result.ok, output, without_lone_surrogates(redact_data(result.data, env)))
 
 
 def _run_unredacted(name: str, args: Any, ctx: ToolContext, tools: list[Tool]) -> ToolResult:
@@ -66,15 +69,20 @@ def _run_unredacted(name: str, args: Any, ctx: ToolContext, tools: list[Tool]) -
         )
     if isinstance(args, str):
         try:
-            args = json.loads(args) if args.strip() else {}
+            args = loads_limited(args) if args.strip() else {}
         except json.JSONDecodeError as e:
             return ToolResult(
                 False,
                 f"arguments for {name} are not valid JSON ({e}); send a JSON object.",
                 {"error": "bad_arguments"},
             )
+        except UnusableJson as e:
+            return _unusable_arguments(name, str(e))
     if args is None:
         args = {}
+    problem = value_problem(args)
+    if problem:
+        return _unusable_arguments(name, problem)
     problems = argument_problems(tool, args)
     if problems:
         return ToolResult(
@@ -99,6 +107,15 @@ def _run_unredacted(name: str, args: Any, ctx: ToolContext, tools: list[Tool]) -
     return result
 
 
+def _unusable_arguments(name: str, problem: str) -> ToolResult:
+    return ToolResult(
+        False,
+        f"arguments for {name} were not used: {problem}. Send text without lone \\ud800-\\udfff escapes "
+        f"and at most {MAX_NESTING} levels of nesting.",
+        {"error": "bad_arguments"},
+    )
+
+
 def argument_problems(tool: Tool, args: Any) -> list[str]:
     if not isinstance(args, dict):
         return [f"arguments must be a JSON object, got {type(args).__name__}"]
@@ -106,7 +123,8 @@ def argument_problems(tool: Tool, args: Any) -> list[str]:
     problems = []
     for error in sorted(validator.iter_errors(args), key=lambda e: list(e.path)):
         where = ".".join(str(p) for p in error.path)
-        problems.append(f"{where}: {error.message}" if where else error.message)
+        message = error.message if len(error.message) <= 300 else error.message[:300] + "…"
+        problems.append(f"{where}: {message}" if where else message)
     return problems
 
 

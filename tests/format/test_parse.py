@@ -101,6 +101,28 @@ def test_booleans(raw, expected):
     }
 
 
+@pytest.mark.parametrize("depth", [65, 500, 990, 30_000])
+def test_structured_values_nested_too_deeply_stay_text_for_validation(depth):
+    # json.loads takes up to ~990 levels; anything past 64 would break later consumers that recurse.
+    block = (
+        '<minimax:tool_call>\n<invoke name="configure">\n'
+        f'<parameter name="items">{"[" * depth}{"]" * depth}</parameter>\n'
+        "</invoke>\n</minimax:tool_call>"
+    )
+    (call,) = parse_completion("r\n</think>\n\n" + block, TOOLS).tool_calls
+    assert call.arguments == {"items": "[" * depth + "]" * depth}  # argument validation says why
+
+
+def test_structured_values_holding_a_lone_surrogate_stay_text():
+    block = (
+        '<minimax:tool_call>\n<invoke name="configure">\n'
+        '<parameter name="items">["\\ud800"]</parameter>\n'
+        "</invoke>\n</minimax:tool_call>"
+    )
+    (call,) = parse_completion("r\n</think>\n\n" + block, TOOLS).tool_calls
+    assert call.arguments == {"items": '["\\ud800"]'}
+
+
 def test_one_leading_and_trailing_newline_are_layout_and_strings_stay_raw():
     block = (
         '<minimax:tool_call>\n<invoke name="edit_file">\n'

@@ -126,6 +126,32 @@ def test_chat_bad_arguments_become_a_message_for_the_model():
     assert isinstance(error, FormatError) and "not valid JSON" in error.message and "add" in error.message
 
 
+DEEP_ARGUMENTS = '{"a": ' + "[" * 30_000 + "]" * 30_000 + "}"  # json.loads: RecursionError
+
+
+@pytest.mark.parametrize(
+    ("arguments", "reason"),
+    [
+        (DEEP_ARGUMENTS, "nests deeper than 64 levels"),
+        ('{"a": ' + "[" * 100 + "]" * 100 + "}", "nests deeper than 64 levels"),
+        ('{"path": "\\ud800"}', "holds a lone surrogate"),
+    ],
+)
+def test_chat_and_anthropic_arguments_too_deep_or_not_text_are_not_run(arguments, reason):
+    chat = ChatStreamDecoder(TOOLS)
+    chat.feed(
+        chunk({"tool_calls": [{"index": 0, "id": "a", "function": {"name": "add", "arguments": arguments}}]})
+    )
+    anthropic = AnthropicDecoder()
+    block = {"type": "tool_use", "id": "t", "name": "add", "input": {}}
+    anthropic.feed(SseEvent("content_block_start", json.dumps({"index": 0, "content_block": block})))
+    delta = {"type": "input_json_delta", "partial_json": arguments}
+    anthropic.feed(SseEvent("content_block_delta", json.dumps({"index": 0, "delta": delta})))
+    events = chat.finish() + anthropic.feed(SseEvent("content_block_stop", json.dumps({"index": 0})))
+    assert [type(e) for e in events] == [FormatError, FormatError]
+    assert all(reason in e.message and "not run" in e.message for e in events)
+
+
 def test_chat_without_a_think_prefix_is_plain_content_and_a_split_tag_waits():
     decoder = ChatStreamDecoder(TOOLS)
     assert decoder.feed(chunk({"content": "<th"})) == []  # may still become <think>

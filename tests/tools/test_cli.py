@@ -71,6 +71,14 @@ def test_the_workspace_defaults_to_the_current_directory(mmx, workspace):
         ("read_file --args '{not json'", "--args is not valid JSON"),
         ("read_file --args '[1, 2]'", "--args must be a JSON object"),
         ("read_file --args '{}' --workspace /definitely/not/here", "is not a directory"),
+        (
+            """read_file --args '{"path": "a\\ud800"}'""",
+            "holds a lone surrogate (\\ud800), which is not text",
+        ),
+        ("""write_file --args '{"path": "x", "content": "\\udce9"}'""", "holds a lone surrogate (\\udce9)"),
+        ("""read_file --args '{"\\udc80": 1}'""", "a key holds a lone surrogate"),
+        (f"read_file --args '{'[' * 30_000}{']' * 30_000}'", "nests deeper than 64 levels"),
+        ("""read_file --args '{"path": "x", "n": """ + "[" * 65 + "]" * 65 + "}'", "nests deeper than 64"),
     ],
 )
 def test_bad_usage_exits_2_with_the_reason_on_stderr(mmx, arguments, message):
@@ -97,3 +105,14 @@ def test_the_firewall_applies_to_the_cli(mmx, workspace, home):
     )
     assert code == 0 and payload["ok"] is False and payload["refused"] is True
     assert (home / "keep").exists()
+
+
+def test_editing_a_latin1_file_prints_valid_json_and_keeps_its_bytes(mmx, workspace):
+    (workspace / "legacy.py").write_bytes(b"# caf\xe9\nx = 1\n")
+    code, payload, stderr = mmx(
+        f"""mmx-agent tool edit_file --args '{{"path": "legacy.py", "old": "x = 1", "new": "x = 2"}}' """
+        f"--workspace {workspace}"
+    )
+    assert code == 0, stderr
+    assert payload["ok"] and "# caf\ufffd" in payload["output"]
+    assert (workspace / "legacy.py").read_bytes() == b"# caf\xe9\nx = 2\n"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import jsonschema
 import pytest
 
@@ -75,6 +77,27 @@ def test_bad_arguments_become_actionable_results(ctx, args, expected):
     assert expected in result.output
     if "JSON" not in expected:
         assert "Expected: path (string, required), offset (integer), limit (integer)" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ({"path": "a\ud800"}, "the value at path holds a lone surrogate (\\ud800)"),
+        ('{"path": "a\\udfff"}', "the value at path holds a lone surrogate (\\udfff)"),
+        ({"path": "x", "n": json.loads("[" * 500 + "]" * 500)}, "nests deeper than 64 levels"),
+        ('{"path": "x", "n": ' + "[" * 30_000 + "]" * 30_000 + "}", "nests deeper than 64 levels"),
+    ],
+)
+def test_lone_surrogates_and_deep_nesting_are_bad_arguments_not_crashes(ctx, args, expected):
+    result = run_tool("read_file", args, ctx)
+    assert not result.ok and result.data["error"] == "bad_arguments"
+    assert expected in result.output
+    json.dumps(result.to_json(), ensure_ascii=False).encode("utf-8")  # the result itself is clean
+
+
+def test_schema_errors_about_huge_values_are_cut_short(ctx):
+    result = run_tool("read_file", {"path": "x" * 100_000, "offset": "[" * 50_000}, ctx)
+    assert not result.ok and result.data["error"] == "bad_arguments" and len(result.output) < 2000
 
 
 def test_arguments_as_a_json_string_are_accepted(ctx, workspace):

@@ -11,6 +11,8 @@ import ast
 import json
 from typing import Any
 
+from agent.json_limits import value_problem
+
 _JSON_TYPES = ("null", "boolean", "integer", "number", "object", "array", "string")
 
 
@@ -118,7 +120,10 @@ def _structured(expected: type) -> Any:
                 value = ast.literal_eval(text)
             except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
                 return _FAILED
-        return value if isinstance(value, expected) else _FAILED
+        # Too deep to handle safely downstream, or a lone surrogate: leave it to validation as text.
+        if not isinstance(value, expected) or value_problem(value):
+            return _FAILED
+        return value
 
     return convert
 

@@ -19,6 +19,7 @@ from agent.backends.remote.http import EndpointError, RemoteBackend, TokenCounts
 from agent.backends.remote.reasoning_forms import THINKING, items_for
 from agent.backends.remote.retry import RetryableError
 from agent.backends.remote.sse import MalformedChunk, SseEvent, json_payloads
+from agent.json_limits import UnusableJson, loads_limited
 
 ANTHROPIC_VERSION = "2023-06-01"
 THINKING_BLOCKS = "thinking_blocks"  # the reasoning mode's name
@@ -276,11 +277,16 @@ class AnthropicDecoder:
         text = "".join(block.get("json") or [])
         name = block.get("name") or ""
         try:
-            arguments = json.loads(text) if text.strip() else {}
+            arguments = loads_limited(text) if text.strip() else {}
         except json.JSONDecodeError as exc:
             return FormatError(
                 f"The input of your call to '{name}' is not valid JSON ({exc.msg}), so the call was not run. "
                 "Call it again with a JSON object as input.",
+                raw=text[:2000],
+            )
+        except UnusableJson as exc:
+            return FormatError(
+                f"The input of your call to '{name}' cannot be used ({exc}), so the call was not run.",
                 raw=text[:2000],
             )
         if not isinstance(arguments, dict) or not name:

@@ -39,6 +39,7 @@ from agent.backends.remote.reasoning_forms import (
 )
 from agent.backends.remote.retry import RetryableError
 from agent.backends.remote.sse import SseEvent, json_payloads
+from agent.json_limits import UnusableJson, loads_limited
 
 MODES = ("inline", "reasoning_content", "reasoning_details")
 SPLIT_MODES = ("reasoning_content", "reasoning_details")
@@ -169,11 +170,16 @@ class _CallSlot:
         if not self.name:
             return FormatError("A tool call came without a function name, so it was not run.", raw=text)
         try:
-            arguments = json.loads(text) if text.strip() else {}
+            arguments = loads_limited(text) if text.strip() else {}
         except json.JSONDecodeError as exc:
             return FormatError(
                 f"The arguments of your call to '{self.name}' are not valid JSON ({exc.msg}), so the call "
                 "was not run. Call it again with a JSON object of arguments.",
+                raw=text[:2000],
+            )
+        except UnusableJson as exc:
+            return FormatError(
+                f"The arguments of your call to '{self.name}' cannot be used ({exc}), so the call was not run.",
                 raw=text[:2000],
             )
         if not isinstance(arguments, dict):
