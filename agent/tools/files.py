@@ -1,10 +1,14 @@
 """File tools: read_file, write_file, edit_file, multi_edit.
 
 Paths are relative to the workspace root (absolute paths inside it are accepted); anything that
-leaves the workspace, lexically or through a symlink, is refused. Writes go through the
-sandbox's atomic write, so a crash leaves the old file or the new one, never half of each, and
-keep the file's mode. Text is decoded as UTF-8 with undecodable bytes preserved on edits
-(surrogateescape) and shown as U+FFFD when read.
+leaves the workspace, lexically or through a symlink, is refused, and so is any write into `.git`.
+The tools open the resolved path, and the sandbox refuses a symlink anywhere on it, so a path
+changed after the check fails instead of leading out. Writes go through the sandbox's atomic
+write, so a crash leaves the old file or the new one, never half of each, and keep the file's mode.
+
+Text is decoded as UTF-8. Bytes that are not UTF-8 are shown as U+FFFD when read and kept byte for
+byte by edits (surrogateescape); an edit may add only ASCII text to such a file, since anything
+else would be written as UTF-8 and mix two encodings in one file.
 """
 
 from __future__ import annotations
@@ -14,10 +18,17 @@ import posixpath
 from dataclasses import dataclass
 from typing import Any
 
+from agent.json_limits import without_lone_surrogates
 from agent.tools.base import Permission, ToolContext, ToolResult
 from agent.tools.edit_match import EditError, EditOutcome, apply_edit
-from agent.tools.workspace_paths import WorkspacePathError, display_path, resolve_workspace_path
-from sandbox.base import SandboxError
+from agent.tools.workspace_paths import (
+    WorkspacePath,
+    WorkspacePathError,
+    display_path,
+    resolve_workspace_target,
+    writable_workspace_target,
+)
+from sandbox.base import FileTooLarge, SandboxError
 
 MAX_READ_BYTES = 50 * 1024 * 1024  # larger files are refused: slice them with bash instead
 DEFAULT_LINE_LIMIT = 2000
@@ -37,9 +48,14 @@ def _reports_failures(run):
         try:
             return run(self, args, ctx)
         except (FileToolError, EditError, WorkspacePathError, SandboxError) as e:
-            return ToolResult(False, str(e))
+            return ToolResult(False, displayable(str(e)))
 
     return wrapped
+
+
+def displayable(text: str) -> str:
+    """Text for the model: undecodable bytes kept as surrogate escapes are shown as U+FFFD."""
+    return without_lone_surrogates(text)
 
 
 # -- reading and writing text -------------------------------------------------------------------
@@ -47,26 +63,31 @@ def _reports_failures(run):
 
 @dataclass
 class TextFile:
-    path: str  # absolute, as the sandbox sees it
+    path: str  # absolute and resolved, as the sandbox sees it
     shown: str  # relative to the workspace, for messages
     text: str  # "\n" line endings; undecodable bytes kept as surrogates
     crlf: bool  # the file used "\r\n" throughout; restored on save
+    undecodable: int  # how many bytes are not UTF-8 (0 for a UTF-8 file)
 
 
-def _existing_file(ctx: ToolContext, path: str) -> tuple[str, str]:
-    absolute = resolve_workspace_path(ctx.sandbox, path)
-    shown = display_path(ctx.sandbox, absolute)
-    info = ctx.sandbox.stat(absolute)
+def _existing_file(ctx: ToolContext, target: WorkspacePath) -> None:
+    info = ctx.sandbox.stat(target.real)
     if info is None:
-        raise FileToolError(f"file not found: {shown}{_similar_names_hint(ctx, absolute)}")
+        raise FileToolError(f"file not found: {target.shown}{_similar_names_hint(ctx, target.path)}")
     if info.is_dir:
-        raise FileToolError(f"{shown} is a directory; list it with ls or glob")
-    if info.size > MAX_READ_BYTES:
+        raise FileToolError(f"{target.shown} is a directory; list it with ls or glob")
+
+
+def _read_capped(ctx: ToolContext, target: WorkspacePath) -> bytes:
+    """The file's bytes, or a FileToolError over MAX_READ_BYTES (of the file itself, not of a link)."""
+    _existing_file(ctx, target)
+    try:
+        return ctx.sandbox.read_file(target.real, max_bytes=MAX_READ_BYTES)
+    except FileTooLarge as e:
         raise FileToolError(
-            f"{shown} is {info.size / 1e6:.0f} MB, larger than the {MAX_READ_BYTES // 2**20} MiB the file "
+            f"{target.shown} is {e.size / 1e6:.0f} MB, larger than the {MAX_READ_BYTES // 2**20} MiB the file "
             "tools read; use bash (head, sed -n 'A,Bp', grep -n) to look at parts of it"
-        )
-    return absolute, shown
+        ) from None
 
 
 def _similar_names_hint(ctx: ToolContext, absolute: str) -> str:
@@ -90,30 +111,49 @@ def _is_binary(data: bytes) -> bool:
 
 
 def load_text(ctx: ToolContext, path: str) -> TextFile:
-    absolute, shown = _existing_file(ctx, path)
-    data = ctx.sandbox.read_file(absolute)
+    """A text file to edit (so never one inside .git)."""
+    target = writable_workspace_target(ctx.sandbox, path)
+    data = _read_capped(ctx, target)
     if _is_binary(data):
         raise FileToolError(
-            f"{shown} is a binary file ({len(data)} bytes); the text tools will not change it"
+            f"{target.shown} is a binary file ({len(data)} bytes); the text tools will not change it"
         )
     text = data.decode("utf-8", errors="surrogateescape")
+    undecodable = len(text) - len(data.decode("utf-8", errors="ignore"))  # one surrogate per such byte
     crlf = "\r\n" in text and text.count("\r\n") == text.count("\n")
     if crlf:
         text = text.replace("\r\n", "\n")
-    return TextFile(absolute, shown, text, crlf)
-
-
-def _encode(text: str) -> bytes:
-    try:
-        return text.encode("utf-8", errors="surrogateescape")
-    except UnicodeEncodeError:  # a lone surrogate that did not come from the file
-        return text.encode("utf-8", errors="replace")
+    return TextFile(target.real, target.shown, text, crlf, undecodable)
 
 
 def save_text(ctx: ToolContext, file: TextFile, text: str) -> None:
     if file.crlf:
         text = text.replace("\n", "\r\n")
-    ctx.sandbox.write_file(file.path, _encode(text))
+    # surrogateescape turns the file's own undecodable bytes back into exactly those bytes.
+    ctx.sandbox.write_file(file.path, text.encode("utf-8", errors="surrogateescape"))
+
+
+def _check_encoding(file: TextFile, new_texts: list[str]) -> None:
+    """Refuses non-ASCII text for a file that is not UTF-8: written as UTF-8 it would mix encodings."""
+    if not file.undecodable:
+        return
+    if all(text.isascii() for text in new_texts):
+        return
+    raise FileToolError(
+        f"{file.shown} is not UTF-8 ({file.undecodable} bytes are not: it is probably in a legacy encoding "
+        "such as Latin-1). An edit may add only ASCII text to it, since other characters would be written "
+        "as UTF-8 and mix two encodings in one file; write them as escapes the language understands, or "
+        "convert the file to UTF-8 first. The file was not changed."
+    )
+
+
+def _not_found_hint(file: TextFile, old_texts: list[str]) -> str:
+    if file.undecodable and any("\ufffd" in old for old in old_texts):
+        return (
+            "\nNote: this file has bytes that are not UTF-8, which read_file shows as U+FFFD; `old` cannot "
+            "contain them. Choose an `old` that avoids those characters."
+        )
+    return ""
 
 
 def _numbered(lines: list[str], first_number: int) -> str:
@@ -153,8 +193,9 @@ class ReadFile:
 
     @_reports_failures
     def run(self, args: dict[str, Any], ctx: ToolContext) -> ToolResult:
-        absolute, shown = _existing_file(ctx, args["path"])
-        data = ctx.sandbox.read_file(absolute)
+        target = resolve_workspace_target(ctx.sandbox, args["path"])
+        shown = target.shown
+        data = _read_capped(ctx, target)
         if _is_binary(data):
             return ToolResult(
                 False,
@@ -217,13 +258,13 @@ class WriteFile:
 
     @_reports_failures
     def run(self, args: dict[str, Any], ctx: ToolContext) -> ToolResult:
-        absolute = resolve_workspace_path(ctx.sandbox, args["path"])
-        shown = display_path(ctx.sandbox, absolute)
-        info = ctx.sandbox.stat(absolute)
+        target = writable_workspace_target(ctx.sandbox, args["path"])
+        shown = target.shown
+        info = ctx.sandbox.stat(target.real)
         if info is not None and info.is_dir:
             raise FileToolError(f"{shown} is a directory; give a file path")
-        data = _encode(args["content"])
-        ctx.sandbox.write_file(absolute, data)
+        data = args["content"].encode("utf-8")  # run_tool refuses lone surrogates before we get here
+        ctx.sandbox.write_file(target.real, data)
         lines = args["content"].count("\n") + (
             0 if args["content"].endswith("\n") or not args["content"] else 1
         )
@@ -259,10 +300,12 @@ class EditFile:
     @_reports_failures
     def run(self, args: dict[str, Any], ctx: ToolContext) -> ToolResult:
         file = load_text(ctx, args["path"])
+        _check_encoding(file, [args["new"]])
         try:
             outcome = apply_edit(file.text, args["old"], args["new"], args.get("replace_all", False))
         except EditError as e:
-            raise EditError(f"{file.shown}: {e}\nThe file was not changed.") from None
+            hint = _not_found_hint(file, [args["old"]])
+            raise EditError(f"{file.shown}: {e}\nThe file was not changed.{hint}") from None
         save_text(ctx, file, outcome.text)
         return ToolResult(
             True, _edit_report(file.shown, [outcome], outcome.text), _edit_data(file, [outcome])
@@ -304,13 +347,14 @@ class MultiEdit:
         file = load_text(ctx, args["path"])
         text, outcomes = file.text, []
         edits = args["edits"]
+        _check_encoding(file, [edit["new"] for edit in edits])
         for number, edit in enumerate(edits, start=1):
             try:
                 outcome = apply_edit(text, edit["old"], edit["new"], edit.get("replace_all", False))
             except EditError as e:
                 raise EditError(
                     f"{file.shown}: edit {number} of {len(edits)} failed: {e}\n"
-                    "No edit was applied; the file was not changed."
+                    "No edit was applied; the file was not changed." + _not_found_hint(file, [edit["old"]])
                 ) from None
             text = outcome.text
             outcomes.append(outcome)
@@ -328,7 +372,7 @@ def _edit_report(shown: str, outcomes: list[EditOutcome], text: str) -> str:
         )
     last = outcomes[-1]
     snippet = _snippet(text, last.first_line, last.new_line_count)
-    return f"edited {shown}: " + "; ".join(parts) + f"\n{snippet}"
+    return f"edited {shown}: " + "; ".join(parts) + f"\n{displayable(snippet)}"
 
 
 def _edit_data(file: TextFile, outcomes: list[EditOutcome]) -> dict[str, Any]:

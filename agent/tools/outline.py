@@ -10,8 +10,8 @@ from typing import Any
 
 from agent.tools.base import Permission, ToolContext, ToolResult
 from agent.tools.symbols import LANGUAGE_BY_EXTENSION, Symbol, extract_symbols, language_for_path
-from agent.tools.workspace_paths import WorkspacePathError, display_path, resolve_workspace_path
-from sandbox.base import SandboxError
+from agent.tools.workspace_paths import WorkspacePathError, resolve_workspace_target
+from sandbox.base import FileTooLarge, SandboxError
 
 MAX_OUTLINE_LINES = 400  # a generated file can hold thousands of symbols
 MAX_SOURCE_BYTES = 5_000_000
@@ -53,24 +53,25 @@ class OutlineTool:
         if not isinstance(path, str) or not path:
             return ToolResult(False, "outline needs a `path`.")
         try:
-            absolute = resolve_workspace_path(ctx.sandbox, path)
+            target = resolve_workspace_target(ctx.sandbox, path)
         except WorkspacePathError as exc:
             return ToolResult(False, str(exc))
-        language = language_for_path(absolute)
+        language = language_for_path(target.path)
         if language is None:
             known = " ".join(sorted(LANGUAGE_BY_EXTENSION))
             return ToolResult(False, f"outline does not know this file type; supported extensions: {known}")
-        info = ctx.sandbox.stat(absolute)
+        info = ctx.sandbox.stat(target.real)
         if info is None or info.is_dir:
             return ToolResult(False, f"{path!r} is not a file")
-        if info.size > MAX_SOURCE_BYTES:
-            return ToolResult(False, f"{path!r} is {info.size} bytes, too big to outline; use grep instead")
         try:
-            source = ctx.sandbox.read_file(absolute)
+            # The cap applies to the opened file (a symlink's target), FIFOs and devices are refused.
+            source = ctx.sandbox.read_file(target.real, max_bytes=MAX_SOURCE_BYTES)
+        except FileTooLarge as exc:
+            return ToolResult(False, f"{path!r} is {exc.size} bytes, too big to outline; use grep instead")
         except SandboxError as exc:
             return ToolResult(False, f"cannot read {path!r}: {exc}")
         symbols = extract_symbols(source, language)
-        rel = display_path(ctx.sandbox, absolute)
+        rel = target.shown
         data = {"path": rel, "language": language, "symbols": [s.to_json() for s in symbols]}
         if not symbols:
             return ToolResult(True, f"{rel} ({language}): no symbols found.", data)
