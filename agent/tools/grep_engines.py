@@ -5,8 +5,16 @@ ignore_rules.py), sorted by path, the same 1-based line numbers, the same line t
 matches are *matching lines*, as `rg --count` counts them.
 
 The rg engine runs two passes so its output stays bounded on any repository: `rg --count` lists
-every matching file with its count (one short line per file), then `rg --json` reads only the
-files whose lines will be shown.
+every matching file with its count (one short line per file), then a second rg prints the lines
+of only the files that will be shown.
+
+Caps, the same in both engines, so that no file can make a search eat the machine (a 200 MB
+all-matching file once drove `rg --json` past 9 GB: it builds every match of a line in memory):
+files over MAX_FILE_BYTES are not searched (rg --max-filesize); at most max_results matching
+lines are read per file (rg --max-count); a line over LONG_LINE_BYTES comes back cut to its start
+(rg --max-columns with a preview; --json ignores that option, which is why the second pass reads
+rg's plain output); and the second pass stops after OUTPUT_BUDGET_BYTES (rg is killed by the
+closed pipe), which the outcome reports as `cut`.
 
 Regex dialects: rg uses Rust's `regex`, the fallback uses Python's `re` (with re.MULTILINE, one
 line at a time). Common syntax (classes, \\b \\w \\d \\s, alternation, groups, {m,n}, (?i)) behaves
@@ -16,8 +24,6 @@ backreferences (rg rejects them without --pcre2). A match never spans lines in e
 
 from __future__ import annotations
 
-import base64
-import json
 import posixpath
 import re
 import shlex
@@ -28,6 +34,11 @@ from pathspec import GitIgnoreSpec
 from agent.tools.ignore_rules import IgnoreRules, Override, walk_workspace
 from sandbox.base import Sandbox, SandboxError
 
+MAX_FILE_BYTES = 50 * 2**20  # as read_file's cap; bigger files are logs or data: use bash
+LONG_LINE_BYTES = 1200  # enough for the 300 characters a result line shows, in any script
+LONG_LINE_MARK = " [... omitted end of long line]"  # what rg --max-columns-preview appends
+OUTPUT_BUDGET_BYTES = 4_000_000  # of the second pass; a result shows at most 50,000 characters
+
 
 class GrepError(Exception):
     """The search could not run (bad regex, engine failure); the message is for the model."""
@@ -36,18 +47,20 @@ class GrepError(Exception):
 @dataclass
 class GrepQuery:
     pattern: str
-    target: str  # absolute sandbox path of the file or directory to search
+    target: str  # absolute sandbox path of the file or directory to search, as the model named it
     target_is_file: bool
     glob: str | None = None  # rg -g syntax: gitignore-style, "!" to exclude, relative to the root
     ignore_case: bool = False
     context: int = 0
     max_results: int = 100
+    target_real: str = ""  # `target` with symlinks resolved (what the Python engine opens); "" = target
+    output_budget: int = OUTPUT_BUDGET_BYTES  # bytes of lines read before the search stops reading
 
 
 @dataclass
 class FileMatches:
     path: str  # relative to the workspace root
-    match_lines: list[int]  # every matching line of the file, ascending
+    match_lines: list[int]  # matching lines of the file, ascending (rg: those up to --max-count)
     lines: dict[int, str] = field(default_factory=dict)  # texts of the lines that may be shown
 
 
@@ -56,6 +69,7 @@ class GrepOutcome:
     files: list[FileMatches]  # sorted by path; only the first ones carry `lines`
     total_matches: int
     engine: str
+    cut: bool = False  # OUTPUT_BUDGET_BYTES stopped the reading of lines: some may be missing
 
 
 def decode_text(data: bytes) -> str:
@@ -99,56 +113,99 @@ def python_grep(sandbox: Sandbox, root: str, query: GrepQuery) -> GrepOutcome:
             if not is_dir
         )
     files: list[FileMatches] = []
-    total = 0
+    total = kept_bytes = 0
+    cut = False
     for rel in paths:
         try:
-            data = sandbox.read_file(posixpath.join(root, rel))
+            data = sandbox.read_file(_real_path(root, rel, query), max_bytes=MAX_FILE_BYTES)
         except (SandboxError, OSError):
-            continue  # unreadable or vanished, as rg skips it silently
+            continue  # unreadable, vanished, too big or not a regular file: rg skips it silently
         if _is_binary(data):
             continue
         text = decode_text(data)
-        match_lines = _matching_lines(regex, text)
+        budget = query.max_results - total
+        match_lines, starts = _matching_lines(regex, text, keep=max(budget, 0))
         if not match_lines:
             continue
         found = FileMatches(rel, match_lines)
-        budget = query.max_results - total
-        if budget > 0:
-            all_lines = text.split("\n")
-            if all_lines and all_lines[-1] == "":
-                all_lines.pop()  # the text after the final newline is not a line
-            for number in _lines_to_show(match_lines, query.context, budget):
-                if 1 <= number <= len(all_lines):
-                    found.lines[number] = all_lines[number - 1]
+        if starts and not cut:
+            for number, start in sorted(_lines_around(text, starts, query.context).items()):
+                line = _preview(text[start : _line_end(text, start)])
+                kept_bytes += len(rel) + len(line) + 8  # about what rg would print for it
+                if kept_bytes > query.output_budget:
+                    cut = True
+                    break
+                found.lines[number] = line
         files.append(found)
         total += len(match_lines)
-    return GrepOutcome(files, total, "python")
+    return GrepOutcome(files, total, "python", cut)
 
 
-def _matching_lines(regex: re.Pattern[str], text: str) -> list[int]:
-    """1-based numbers of the lines containing a match, jumping from match to match."""
-    found = []
+def _real_path(root: str, rel: str, query: GrepQuery) -> str:
+    """Where to open `rel`: under the resolved target (the walk below it follows no symlinks)."""
+    if not query.target_real:
+        return posixpath.join(root, rel)
+    below = posixpath.relpath(posixpath.join(root, rel), query.target)
+    return query.target_real if below == "." else posixpath.join(query.target_real, below)
+
+
+def _line_end(text: str, start: int) -> int:
+    end = text.find("\n", start)
+    return len(text) if end == -1 else end
+
+
+def _lines_around(text: str, starts: dict[int, int], context: int) -> dict[int, int]:
+    """Line number -> start offset of the given lines and `context` lines on each side."""
+    wanted = dict(starts)
+    for number, start in starts.items():
+        before = start
+        for distance in range(1, context + 1):
+            if before == 0:
+                break
+            before = text.rfind("\n", 0, before - 1) + 1
+            wanted.setdefault(number - distance, before)
+        after = start
+        for distance in range(1, context + 1):
+            after = _line_end(text, after) + 1
+            if after >= len(text):
+                break  # the text after the final newline is not a line
+            wanted.setdefault(number + distance, after)
+    return wanted
+
+
+def _preview(line: str) -> str:
+    """A line as rg --max-columns LONG_LINE_BYTES --max-columns-preview shows it."""
+    encoded = line.encode("utf-8")
+    if len(encoded) <= LONG_LINE_BYTES:
+        return line
+    return encoded[:LONG_LINE_BYTES].decode("utf-8", "ignore") + LONG_LINE_MARK
+
+
+def _matching_lines(regex: re.Pattern[str], text: str, keep: int) -> tuple[list[int], dict[int, int]]:
+    """1-based numbers of the lines containing a match, jumping from match to match, and the start
+    offsets of the first `keep` of them."""
+    found: list[int] = []
+    starts: dict[int, int] = {}
     position = 0
     line_number = 1
     counted_up_to = 0  # newlines before this offset are already counted in line_number
-    while True:
+    while position <= len(text):
         match = regex.search(text, position)
         if match is None:
-            return found
+            break
         line_start = text.rfind("\n", 0, match.start()) + 1
-        line_end = text.find("\n", match.start())
-        if line_end == -1:
-            line_end = len(text)
+        line_end = _line_end(text, match.start())
         if line_start >= len(text) and match.start() == len(text):
-            return found  # an empty match after the final newline is on no line
+            break  # an empty match after the final newline is on no line
         # A match that runs past the end of its line would not exist line by line: re-check.
         if match.end() <= line_end or regex.search(text[line_start:line_end]):
             line_number += text.count("\n", counted_up_to, line_start)
             counted_up_to = line_start
             found.append(line_number)
+            if len(starts) < keep:
+                starts[line_number] = line_start
         position = line_end + 1
-        if position > len(text):
-            return found
+    return found, starts
 
 
 def glob_override(glob: str | None) -> Override | None:
@@ -170,7 +227,14 @@ def glob_override(glob: str | None) -> Override | None:
 
 # --- ripgrep ---------------------------------------------------------------------------------
 
-_RG_COMMON = "rg --no-config --no-require-git --no-ignore-parent --no-ignore-global --no-messages"
+_RG_COMMON = (
+    "rg --no-config --no-require-git --no-ignore-parent --no-ignore-global --no-messages "
+    f"--max-filesize {MAX_FILE_BYTES}"
+)
+# What rg --max-columns-preview appends to a cut line (13.x; 14.x may count the matches left out).
+_RG_CUT_LINE = re.compile(r" \[\.\.\. (?:omitted end of long line|\d+ more match(?:es)?)\]$")
+_RG_LINE = re.compile(r"(\d+)([:-])")
+_SIGPIPE_EXIT = 141  # rg killed by the closed pipe: head had read its budget
 
 
 def rg_available(sandbox: Sandbox) -> bool:
@@ -208,7 +272,7 @@ def rg_grep(sandbox: Sandbox, root: str, query: GrepQuery, *, timeout: float = 6
             break
         shown.append(path)
         budget -= count
-    details = _read_details(sandbox, root, query, shown, flags, timeout) if shown else {}
+    details, cut = _read_details(sandbox, root, query, shown, flags, timeout) if shown else ({}, False)
     files = []
     budget = query.max_results
     for path, count in counts:
@@ -218,11 +282,11 @@ def rg_grep(sandbox: Sandbox, root: str, query: GrepQuery, *, timeout: float = 6
             found.lines = {n: t for n, t in found.lines.items() if n in wanted}
         else:
             found.lines = {}
-        if len(found.match_lines) != count:  # a file changed between the passes: trust the count
+        if len(found.match_lines) > count:  # a file changed between the passes: trust the count
             found.match_lines = found.match_lines[:count]
         budget -= count
         files.append(found)
-    return GrepOutcome(files, total, "rg")
+    return GrepOutcome(files, total, "rg", cut)
 
 
 def _parse_counts(output: str) -> list[tuple[str, int]]:
@@ -240,31 +304,48 @@ def _parse_counts(output: str) -> list[tuple[str, int]]:
 
 def _read_details(
     sandbox: Sandbox, root: str, query: GrepQuery, paths: list[str], flags: list[str], timeout: float
-) -> dict[str, FileMatches]:
+) -> tuple[dict[str, FileMatches], bool]:
+    """The lines rg prints for `paths` (plain output: `path NUL number [:-] text`), and whether the
+    output budget cut them short."""
     context = ["-C", str(query.context)] if query.context else []
-    cmd = [*_RG_COMMON.split(), "--json", *flags, *context, "-e", query.pattern, "--", *paths]
-    result = sandbox.exec(shlex.join(cmd), cwd=root, timeout=timeout, max_output=50_000_000)
+    cmd = [
+        *_RG_COMMON.split(),
+        "--line-number",
+        "--with-filename",
+        "--no-heading",
+        "--null",
+        "--color=never",
+        "--sort=path",  # sequential, in the order results are shown: a cut loses only the end
+        # The lines shown, and the matches among their trailing context (so those get ":" too).
+        f"--max-count={query.max_results + query.context}",
+        f"--max-columns={LONG_LINE_BYTES}",
+        "--max-columns-preview",
+        *flags,
+        *context,
+        "-e",
+        query.pattern,
+        "--",
+        *paths,
+    ]
+    script = f"set -o pipefail; {shlex.join(cmd)} | head -c {query.output_budget}"
+    result = sandbox.exec(script, cwd=root, timeout=timeout, max_output=query.output_budget + 65536)
+    lines = result.output.split("\n")
+    cut = result.exit_code == _SIGPIPE_EXIT or lines[-1] != ""
+    lines.pop()  # "" after the final newline, or a line head cut in the middle
     by_path: dict[str, FileMatches] = {}
-    for raw in result.output.splitlines():
-        if not raw.startswith("{"):
+    for raw in lines:
+        # "--" separates context groups. A path holding a newline cannot be told apart here; such
+        # a file's lines are left out (its count from the first pass still stands).
+        path, nul, rest = raw.partition("\0")
+        parsed = _RG_LINE.match(rest) if nul else None
+        if parsed is None:
             continue
-        event = json.loads(raw)
-        if event.get("type") not in ("match", "context"):
-            continue
-        data = event["data"]
-        path = posixpath.normpath(_json_text(data["path"]))
-        found = by_path.setdefault(path, FileMatches(path, []))
-        number = data["line_number"]
-        found.lines[number] = _json_text(data["lines"]).removesuffix("\n")
-        if event["type"] == "match":
+        found = by_path.setdefault(posixpath.normpath(path), FileMatches(posixpath.normpath(path), []))
+        number = int(parsed.group(1))
+        found.lines[number] = _RG_CUT_LINE.sub(LONG_LINE_MARK, rest[parsed.end() :])
+        if parsed.group(2) == ":":
             found.match_lines.append(number)
-    return by_path
-
-
-def _json_text(value: dict) -> str:
-    if "text" in value:
-        return value["text"]
-    return base64.b64decode(value["bytes"]).decode("utf-8", "replace")
+    return by_path, cut
 
 
 def _raise_if_bad_regex(sandbox: Sandbox, pattern: str, root: str) -> None:

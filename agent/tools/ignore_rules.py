@@ -22,6 +22,7 @@ from pathspec import GitIgnoreSpec
 from sandbox.base import Sandbox, SandboxError
 
 IGNORE_FILE_NAMES = (".gitignore", ".ignore", ".rgignore")  # in increasing precedence
+IGNORE_FILE_MAX_BYTES = 1 << 20  # a bigger ignore file is not read (treated as absent)
 
 
 def is_hidden(name: str) -> bool:
@@ -35,6 +36,7 @@ class IgnoreRules:
         self.sandbox = sandbox
         self.root = posixpath.normpath(root)
         self._specs: dict[str, GitIgnoreSpec | None] = {}  # relative dir ("" = root) -> its spec
+        self._real_root: str | None = None
 
     def load_dir(self, rel_dir: str, names: Iterable[str] | None = None) -> None:
         """Read the ignore files of `rel_dir`; `names` (the dir's file names) saves failed reads."""
@@ -51,7 +53,13 @@ class IgnoreRules:
 
     def _read_lines(self, rel_path: str) -> list[str]:
         try:
-            data = self.sandbox.read_file(posixpath.join(self.root, rel_path))
+            # Through a symlink only to a file inside the workspace; a huge one is not read at all.
+            real = self.sandbox.realpath(posixpath.join(self.root, rel_path))
+            if self._real_root is None:
+                self._real_root = self.sandbox.realpath(self.root)
+            if not real.startswith(self._real_root.rstrip("/") + "/"):
+                return []
+            data = self.sandbox.read_file(real, max_bytes=IGNORE_FILE_MAX_BYTES)
         except (SandboxError, OSError):
             return []
         return data.decode("utf-8", "replace").splitlines()

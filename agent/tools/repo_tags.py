@@ -18,6 +18,7 @@ import multiprocessing
 import os
 import posixpath
 import re
+import stat
 import tempfile
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
@@ -87,7 +88,7 @@ def list_source_files(sandbox: Sandbox, root: str) -> list[tuple[str, float, int
         if is_dir or language_for_path(rel) is None:
             continue
         info = sandbox.stat(posixpath.join(root, rel))
-        if info is not None and 0 < info.size <= MAX_FILE_BYTES:
+        if info is not None and stat.S_ISREG(info.mode) and 0 < info.size <= MAX_FILE_BYTES:
             files.append((rel, info.mtime, info.size))
     files.sort()
     return files
@@ -165,7 +166,8 @@ def collect_tags(
             found[rel] = cached
             continue
         try:
-            source = sandbox.read_file(posixpath.join(root, rel))
+            # Capped again on the opened file: it may have been swapped since the listing.
+            source = sandbox.read_file(posixpath.join(root, rel), max_bytes=MAX_FILE_BYTES)
         except (SandboxError, OSError):
             continue
         todo.append((rel, source, language_for_path(rel)))

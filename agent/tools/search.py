@@ -7,13 +7,28 @@ symlinks), sort by path, and cap their output with a note saying how much was le
 from __future__ import annotations
 
 import posixpath
+import stat
 from typing import Any
 
 from agent.tools.base import Permission, ToolContext, ToolResult
 from agent.tools.glob_pattern import compile_glob, literal_prefix
-from agent.tools.grep_engines import GrepError, GrepOutcome, GrepQuery, python_grep, rg_available, rg_grep
+from agent.tools.grep_engines import (
+    LONG_LINE_MARK,
+    MAX_FILE_BYTES,
+    GrepError,
+    GrepOutcome,
+    GrepQuery,
+    python_grep,
+    rg_available,
+    rg_grep,
+)
 from agent.tools.ignore_rules import IgnoreRules, walk_workspace
-from agent.tools.workspace_paths import WorkspacePathError, display_path, resolve_workspace_path
+from agent.tools.workspace_paths import (
+    WorkspacePathError,
+    display_path,
+    resolve_workspace_path,
+    resolve_workspace_target,
+)
 from sandbox.base import SandboxError
 
 MAX_LINE_CHARS = 300  # a minified line would otherwise flood the model's context
@@ -23,6 +38,8 @@ RG_AVAILABLE_KEY = "search.rg_available"
 
 def clip_line(text: str) -> str:
     text = text.rstrip("\r")
+    if text.endswith(LONG_LINE_MARK):  # the engine read only the start of a very long line
+        return f"{text[:MAX_LINE_CHARS]}…[long line cut]"
     if len(text) <= MAX_LINE_CHARS:
         return text
     return f"{text[:MAX_LINE_CHARS]}…[+{len(text) - MAX_LINE_CHARS} chars]"
@@ -79,12 +96,20 @@ class GrepTool:
         if not isinstance(pattern, str) or pattern == "":
             return ToolResult(False, "grep needs a non-empty `pattern`.")
         try:
-            target, info = _resolve(ctx, args.get("path"))
+            target = resolve_workspace_target(ctx.sandbox, args.get("path"))
         except WorkspacePathError as exc:
             return ToolResult(False, str(exc))
+        info = ctx.sandbox.stat(target.real)  # of what a symlink points to
+        if info is None:
+            return ToolResult(False, f"path {args.get('path')!r} does not exist")
+        if not info.is_dir:
+            problem = _unsearchable(info)
+            if problem:
+                return ToolResult(False, f"{target.shown} {problem}")
         query = GrepQuery(
             pattern=pattern,
-            target=target,
+            target=target.path,
+            target_real=target.real,
             target_is_file=not info.is_dir,
             glob=args.get("glob") or None,
             ignore_case=bool(args.get("ignore_case", False)),
@@ -101,6 +126,17 @@ class GrepTool:
         except GrepError as exc:
             return ToolResult(False, str(exc))
         return format_grep(outcome, query)
+
+
+def _unsearchable(info: Any) -> str | None:
+    """Why grep will not read a file it was pointed at: a FIFO would block, a device never end."""
+    if not stat.S_ISREG(info.mode):
+        return "is not a regular file (a FIFO, socket or device); grep searches regular files only"
+    if info.size > MAX_FILE_BYTES:
+        return (
+            f"is {info.size / 1e6:.0f} MB, more than the {MAX_FILE_BYTES // 2**20} MiB grep reads; use bash"
+        )
+    return None
 
 
 def format_grep(outcome: GrepOutcome, query: GrepQuery) -> ToolResult:
@@ -137,9 +173,16 @@ def format_grep(outcome: GrepOutcome, query: GrepQuery) -> ToolResult:
         "files_with_matches": len(outcome.files),
         "engine": outcome.engine,
     }
+    if outcome.cut:
+        data["cut"] = True
     if not outcome.files:
         return ToolResult(True, f"No matches for {query.pattern!r}.", data)
     text = "\n\n".join(blocks)
+    if outcome.cut:
+        text += (
+            f"\n\n[the search stopped reading lines after {query.output_budget:,} bytes; some lines of "
+            "these matches may be missing: narrow the pattern, path or glob]"
+        )
     hidden = outcome.total_matches - len(shown)
     if hidden > 0:
         why = (

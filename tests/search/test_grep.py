@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from agent.tools.base import ToolContext
-from agent.tools.search import GrepTool
+from agent.tools.grep_engines import MAX_FILE_BYTES, GrepQuery, python_grep, rg_grep
+from agent.tools.search import GrepTool, format_grep
 from tests.search.conftest import ENGINES, has_rg, require_engine, write_tree
 
 
@@ -214,3 +215,77 @@ def test_auto_engine_falls_back_to_python_when_the_sandbox_has_no_rg(tmp_path, m
     result = GrepTool().run({"pattern": "needle"}, ToolContext(sandbox))
     assert result.ok and result.data["engine"] == "python"
     assert result.data["matches"] == [{"path": "a.py", "line": 1, "text": "needle"}]
+
+
+# -- hostile trees: FIFOs, huge files, huge lines, floods of matches ----------------------------
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_fifo_named_explicitly_is_refused_not_waited_on(make_ctx, engine):
+    ctx = make_ctx({"a.txt": "needle\n"})
+    os.mkfifo(Path(ctx.root) / "pipe.txt")  # no writer: rg would block on it until its timeout
+    (Path(ctx.root) / "alias.txt").symlink_to("pipe.txt")
+    for path in ("pipe.txt", "alias.txt"):
+        result = grep(ctx, engine, pattern="needle", path=path)
+        assert not result.ok and "is not a regular file" in result.output
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_files_over_the_size_cap_are_not_searched(make_ctx, engine):
+    ctx = make_ctx({"a.txt": "needle\n", "big.log": "needle\n" * (MAX_FILE_BYTES // 7 + 1)})
+    with open(Path(ctx.root) / "sparse.bin", "wb") as f:
+        f.truncate(1 << 30)  # 1 GiB and sparse; the link to it is a few bytes long
+    (Path(ctx.root) / "small.txt").symlink_to("sparse.bin")
+    result = grep(ctx, engine, pattern="needle", glob="*")
+    assert result.ok and matched_paths(result) == ["a.txt"] and result.data["total_matches"] == 1
+    for path, size in (("big.log", "52 MB"), ("small.txt", "1074 MB")):
+        result = grep(ctx, engine, pattern="needle", path=path)
+        assert not result.ok and f"is {size}, more than the 50 MiB grep reads" in result.output
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_huge_line_comes_back_cut_to_its_start(make_ctx, engine):
+    # One 20 MB line of matches once cost rg --json about 1 GB of memory (every match is a JSON object).
+    ctx = make_ctx({"one_line.txt": "needle " * 3_000_000 + "\n", "b.txt": "x\nneedle b\n"})
+    result = grep(ctx, engine, pattern="needle")
+    assert result.data["total_matches"] == 2
+    assert result.data["matches"][1] == {
+        "path": "one_line.txt",
+        "line": 1,
+        "text": ("needle " * 43)[:300] + "…[long line cut]",
+    }
+    assert result.data["matches"][0] == {"path": "b.txt", "line": 2, "text": "needle b"}
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_flood_of_matches_reads_only_what_is_shown(make_ctx, engine):
+    ctx = make_ctx({"flood.txt": "needle\n" * 300_000, "z.txt": "needle z\n"})
+    result = grep(ctx, engine, pattern="needle", max_results=5, context=2)
+    assert result.data["total_matches"] == 300_001
+    assert result.output.startswith(
+        "flood.txt\n1:needle\n2:needle\n3:needle\n4:needle\n5:needle\n6:needle\n7:needle"
+    )
+    assert "[299996 more matches not shown (300001 in 2 files)" in result.output
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_the_output_budget_stops_reading_and_says_so(make_ctx, engine):
+    ctx = make_ctx(
+        {f"f{i:02}.txt": "".join(f"needle {i} {n} {'y' * 150}\n" for n in range(5)) for i in range(30)}
+    )
+    require_engine(ctx, engine)
+    root = ctx.root
+    query = GrepQuery(
+        pattern="needle", target=root, target_is_file=False, max_results=2000, output_budget=10_000
+    )
+    outcome = (rg_grep if engine == "rg" else python_grep)(ctx.sandbox, root, query)
+    assert outcome.cut and outcome.total_matches == 150
+    kept = sum(len(found.lines) for found in outcome.files)
+    assert 0 < kept < 80  # about 10 KB of 170-byte lines
+    assert all(list(found.lines) == sorted(found.lines) for found in outcome.files)
+    result = format_grep(outcome, query)
+    assert result.data["cut"] and "[the search stopped reading lines after 10,000 bytes" in result.output
+    uncut = (rg_grep if engine == "rg" else python_grep)(
+        ctx.sandbox, root, GrepQuery(pattern="needle", target=root, target_is_file=False, max_results=2000)
+    )
+    assert not uncut.cut and sum(len(found.lines) for found in uncut.files) == 150

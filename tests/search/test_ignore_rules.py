@@ -42,3 +42,13 @@ def test_walk_prunes_ignored_and_hidden_directories(tmp_path, make_sandbox):
         walk_workspace(sandbox, str(root), IgnoreRules(sandbox, str(root)), include_hidden=True)
     )
     assert (".gitignore", False) in with_hidden and (".venv/lib.py", False) in with_hidden
+
+
+def test_ignore_files_through_symlinks_count_only_inside_the_workspace(tmp_path, make_sandbox):
+    root = write_tree(tmp_path / "ws", {"shared.ignore": "*.tmp\n", "sub/x": ""})
+    (tmp_path / "outside.ignore").write_text("*.py\n")
+    (root / ".gitignore").symlink_to("shared.ignore")
+    (root / "sub" / ".gitignore").symlink_to(tmp_path / "outside.ignore")  # not the workspace's to say
+    rules = IgnoreRules(make_sandbox(root), str(root))
+    assert rules.is_ignored("a.tmp", False) and rules.is_ignored("sub/a.tmp", False)
+    assert not rules.is_ignored("sub/a.py", False)

@@ -132,6 +132,17 @@ def test_minified_generated_and_ignored_files_are_left_out(tmp_path, make_sandbo
     assert not is_mappable(b"")
 
 
+def test_fifos_links_to_huge_files_and_a_fifo_ignore_file_are_skipped(tmp_path, make_sandbox):
+    root = write_tree(tmp_path / "ws", {"real.py": "def real_thing():\n    pass\n"})
+    os.mkfifo(root / "pipe.py")  # no writer: opening it for reading would block
+    os.mkfifo(root / ".ignore")  # read for ignore rules before anything else
+    with open(root / "huge.bin", "wb") as f:
+        f.truncate(1 << 30)
+    (root / "huge.py").symlink_to("huge.bin")
+    repo_map = build_repo_map(make_sandbox(root), cache_dir=str(tmp_path / "cache"))
+    assert repo_map.text == "real.py:\n  def real_thing():" and repo_map.files_total == 1
+
+
 def test_tags_skip_local_helpers():
     tags = extract_tags(
         ("m.py", b"class A:\n    def m(self):\n        def local():\n            pass\n", "python")
