@@ -251,6 +251,8 @@ class FileTooLarge(RequestError):
 
 
 def path_parts(path):
+    if "\0" in path:
+        raise RequestError(f"cannot use {path!r}: a path cannot hold a NUL character")
     normal = os.path.normpath(path)
     if not os.path.isabs(normal):
         raise RequestError(f"cannot use {path}: the sandbox needs an absolute path")
@@ -455,6 +457,8 @@ def file_info(path):
 
 
 def realpath(path):
+    if "\0" in path:
+        raise RequestError(f"cannot resolve {path!r}: a path cannot hold a NUL character")
     try:
         return os.path.realpath(path)
     except OSError as e:  # EINVAL: a symlink swapped for a directory while being resolved

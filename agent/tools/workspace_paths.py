@@ -38,6 +38,8 @@ def resolve_workspace_target(sandbox: Sandbox, path: str | None) -> WorkspacePat
     """Where `path` (None or "" means the root) is, lexically and for real; refuses escapes."""
     root = posixpath.normpath(sandbox.root)
     candidate = root
+    if path and "\0" in path:
+        raise WorkspacePathError(f"path {path!r} holds a NUL character, which no file name can")
     if path and path != ".":
         candidate = posixpath.normpath(posixpath.join(root, path))
         if not _is_within(candidate, root):

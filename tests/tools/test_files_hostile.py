@@ -314,3 +314,17 @@ def test_lone_surrogates_in_arguments_are_a_tool_error(ctx, workspace, args):
     assert not result.ok and result.data["error"] == "bad_arguments"
     assert "holds a lone surrogate" in result.output and no_lone_surrogates(result)
     assert os.listdir(workspace) == []
+
+
+@pytest.mark.parametrize("tool", ["read_file", "write_file", "edit_file", "grep", "outline", "ls"])
+def test_a_nul_in_a_path_is_a_clear_refusal(ctx, tool):
+    args = {
+        "read_file": {"path": "a\0b"},
+        "write_file": {"path": "a\0b", "content": "x"},
+        "edit_file": {"path": "a\0b", "old": "x", "new": "y"},
+        "grep": {"pattern": "x", "path": "a\0b"},
+        "outline": {"path": "a\0b.py"},
+        "ls": {"path": "a\0b"},
+    }[tool]
+    result = run_tool(tool, args, ctx)
+    assert not result.ok and "holds a NUL character" in result.output
