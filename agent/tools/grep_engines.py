@@ -10,8 +10,8 @@ of only the files that will be shown.
 
 Caps, the same in both engines, so that no file can make a search eat the machine (a 200 MB
 all-matching file once drove `rg --json` past 9 GB: it builds every match of a line in memory):
-files over MAX_FILE_BYTES are not searched (rg --max-filesize); at most max_results matching
-lines are read per file (rg --max-count); a line over LONG_LINE_BYTES comes back cut to its start
+files over MAX_FILE_BYTES are not searched (rg --max-filesize); per file, only the matching lines
+that can be shown are read (rg --max-count); a line over LONG_LINE_BYTES comes back cut to its start
 (rg --max-columns with a preview; --json ignores that option, which is why the second pass reads
 rg's plain output); and the second pass stops after OUTPUT_BUDGET_BYTES (rg is killed by the
 closed pipe), which the outcome reports as `cut`.
@@ -69,7 +69,7 @@ class GrepOutcome:
     files: list[FileMatches]  # sorted by path; only the first ones carry `lines`
     total_matches: int
     engine: str
-    cut: bool = False  # OUTPUT_BUDGET_BYTES stopped the reading of lines: some may be missing
+    cut: bool = False  # the output budget stopped the reading of lines: some may be missing
 
 
 def decode_text(data: bytes) -> str:
