@@ -24,7 +24,7 @@ from agent.tools.workspace_paths import WorkspacePathError
 
 MAX_DIFF_CHARS = 30_000
 MAX_STATUS_ENTRIES = 100
-FALLBACK_IDENTITY = ["-c", "user.name=mmx-agent", "-c", "user.email=mmx-agent@localhost"]
+FALLBACK_IDENTITY = {"user.name": "mmx-agent", "user.email": "mmx-agent@localhost"}
 STATUS_WORDS = {
     "M": "modified",
     "A": "added",
@@ -191,10 +191,8 @@ class GitDiffTool(GitTool):
         selection = (["--cached"] if staged else []) + (
             [check_revision(args["rev"])] if args.get("rev") else []
         )
-        diff = check_git(ctx.sandbox, ["diff", "--no-ext-diff", *selection, "--", *paths])
-        numstat = check_git(
-            ctx.sandbox, ["diff", "--no-ext-diff", "--numstat", "-z", *selection, "--", *paths]
-        )
+        diff = check_git(ctx.sandbox, ["diff", *selection, "--", *paths])
+        numstat = check_git(ctx.sandbox, ["diff", "--numstat", "-z", *selection, "--", *paths])
         files = parse_numstat(numstat.stdout)
         data: dict[str, Any] = {"staged": staged, "rev": args.get("rev"), "files": files}
         if not diff.stdout.strip():
@@ -300,7 +298,7 @@ class GitShowTool(GitTool):
         paths = workspace_relative_paths(ctx.sandbox, args.get("paths"))
         shape = ["--stat"] if args.get("stat_only") else []
         header = "--format=commit %H%nAuthor: %an <%ae>%nDate:   %aI%n%n%B"
-        result = check_git(ctx.sandbox, ["show", "--no-ext-diff", header, *shape, rev, "--", *paths])
+        result = check_git(ctx.sandbox, ["show", header, *shape, rev, "--", *paths])
         first = re.match(r"commit ([0-9a-f]{40})", result.stdout)
         shown = result.stdout.rstrip("\n")
         if first:  # the message's own final newline plus git's separator leave a double gap
@@ -348,10 +346,10 @@ class GitCommitTool(GitTool):
                 "Nothing is staged. Pass `paths` to commit some files, or all=true to commit every change.",
             )
         commit = ["commit", "-m", message, *(["--", *paths] if paths else [])]
-        result = run_git(sandbox, commit, timeout=300, read_only=False)  # hooks may run long
+        result = run_git(sandbox, commit, timeout=300, read_only=False)
         notes = []
         if not result.ok and "Please tell me who you are" in result.stderr + result.stdout:
-            result = run_git(sandbox, [*FALLBACK_IDENTITY, *commit], timeout=300, read_only=False)
+            result = run_git(sandbox, commit, timeout=300, read_only=False, config=FALLBACK_IDENTITY)
             notes.append(
                 "git had no user.name/user.email here; committed as mmx-agent <mmx-agent@localhost>."
             )
