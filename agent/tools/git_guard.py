@@ -206,6 +206,17 @@ def program_overrides(entries: list[ConfigEntry], submodules: set[str]) -> list[
     return [*found.items(), *((f"submodule.{name}.ignore", "dirty") for name in sorted(submodules))]
 
 
+def filter_drivers(entries: list[ConfigEntry]) -> set[str]:
+    """Content filters (`filter.<name>.clean/smudge/process`) the config defines."""
+    drivers = set()
+    for entry in entries:
+        section, _, rest = entry.key.partition(".")
+        name, _, key = rest.rpartition(".")
+        if section == "filter" and name and key in ("clean", "smudge", "process"):
+            drivers.add(name)
+    return drivers
+
+
 def carried_settings(entries: list[ConfigEntry]) -> list[tuple[str, str]]:
     """CARRIED_KEYS from the user's global and system config that the repository leaves unset."""
     set_by_repository = {e.key for e in entries if e.scope in REPOSITORY_SCOPES}

@@ -20,6 +20,7 @@ from agent.tools.git_exec import (
     run_git,
     workspace_relative_paths,
 )
+from agent.tools.git_guard import GitConfigError, filter_drivers, read_config
 from agent.tools.workspace_paths import WorkspacePathError
 
 MAX_DIFF_CHARS = 30_000
@@ -470,15 +471,19 @@ class GitCheckoutTool(GitTool):
 
     def execute(self, args: dict[str, Any], ctx: ToolContext) -> ToolResult:
         sandbox = ctx.sandbox
+        # No content filter runs (git_guard.py); a `required` one (Git LFS) would make git stop
+        # half-way through the switch, so files it covers are written as stored instead.
+        filters = configured_filters(sandbox)
+        unrequired = {f"filter.{name}.required": "false" for name in filters}
         if args.get("create"):
             name = check_branch_name(sandbox, args.get("target"))
             start = [check_revision(args["start_point"])] if args.get("start_point") else []
-            result = run_git(sandbox, ["switch", "-c", name, *start], read_only=False)
+            result = run_git(sandbox, ["switch", "-c", name, *start], read_only=False, config=unrequired)
         else:
             target = check_revision(args.get("target", ""))
-            result = run_git(sandbox, ["switch", target], read_only=False)
+            result = run_git(sandbox, ["switch", target], read_only=False, config=unrequired)
             if not result.ok and "a branch is expected" in result.stderr:
-                result = run_git(sandbox, ["switch", "--detach", target], read_only=False)
+                result = run_git(sandbox, ["switch", "--detach", target], read_only=False, config=unrequired)
         if not result.ok:
             raise GitError(explain_checkout_error(result.stderr or result.stdout))
         where = check_git(sandbox, ["log", "-1", "--format=%H%x1f%D"]).stdout.strip()
@@ -488,9 +493,23 @@ class GitCheckoutTool(GitTool):
         text = f"Now on branch {branch}" if branch else f"Now at {sha[:12]} (detached HEAD)"
         if carried:
             text += f"\nUncommitted changes carried over: {', '.join(carried)}"
+        if filters:
+            text += (
+                f"\nContent filters ({', '.join(sorted(filters))}) were not run: files they cover were "
+                "written as stored (for Git LFS, pointer files; `git lfs checkout` fills them in)."
+            )
         return ToolResult(
             True, text, {"branch": branch, "sha": sha, "detached": branch is None, "carried_over": carried}
         )
+
+
+def configured_filters(sandbox) -> set[str]:
+    """Names of the content filters the repository's config defines (a command for them)."""
+    try:
+        entries, _ = read_config(sandbox, sandbox.root)
+    except GitConfigError as e:
+        raise GitError(str(e)) from e
+    return filter_drivers(entries)
 
 
 def explain_checkout_error(message: str) -> str:

@@ -22,7 +22,7 @@ from agent.tools.git_guard import (
     parse_scoped_listing,
     program_overrides,
 )
-from agent.tools.git_tools import GitCommitTool, GitStatusTool
+from agent.tools.git_tools import GitCheckoutTool, GitCommitTool, GitStatusTool
 from tests.git_tools.conftest import FAKE_SIGNATURE
 
 CREDENTIAL_REQUEST = "protocol=https\nhost=example.invalid\n\n"
@@ -252,3 +252,25 @@ def test_a_required_filter_makes_git_refuse_rather_than_store_unfiltered_content
             ["git", "ls-files"], cwd=arena.root, capture_output=True, text=True, check=True
         ).stdout
     )
+
+
+def test_checkout_writes_files_of_a_required_filter_as_stored_and_says_so(arena, tmp_path):
+    home_config = tmp_path / "home" / ".gitconfig"  # what `git lfs install` writes
+    home_config.write_text(
+        home_config.read_text() + f'[filter "lfs"]\n\tprocess = {arena.program("lfs")}\n\trequired = true\n'
+    )
+    no_filter = ["-c", "filter.lfs.process=", "-c", "filter.lfs.required=false"]
+    arena.repo.write(".gitattributes", "*.bin filter=lfs\n")
+    arena.repo.write("model.bin", "stored on main\n")
+    arena.repo.git(*no_filter, "add", "-A")
+    arena.repo.git(*no_filter, "commit", "-qm", "main model")
+    arena.repo.git("branch", "side", "HEAD~1")
+    result = GitCheckoutTool().run({"target": "side"}, arena.repo.ctx)
+    assert result.ok, result.output
+    assert "Content filters (lfs) were not run" in result.output
+    assert not (arena.root / "model.bin").exists()
+    result = GitCheckoutTool().run({"target": "main"}, arena.repo.ctx)
+    assert result.ok and result.data["branch"] == "main"
+    assert (arena.root / "model.bin").read_text() == "stored on main\n"
+    arena.assert_quiet("git_checkout with a required filter")
+    assert arena.repo.git(*no_filter, "status", "--porcelain") == ""
