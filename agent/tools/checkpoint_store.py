@@ -11,12 +11,13 @@ can make git run a program or mislead it:
 - it holds an flock on `<store>.lock` for its whole run (the shell and every git it starts keep
   it), so any git lock file found in the store once we hold it was left by a killed run: it is
   removed, and a Ctrl-C or kill -9 never leaves undo broken;
-- no system or global config (git_guard.base_env), and the store's own config, attributes and
-  excludes are rewritten by us every time: a filter, fsmonitor, include or exclude written into
-  them does not survive. Replace refs, grafts, a shallow file and commit-graphs are ignored too.
-  Only core.excludesFile is taken from the user's global config, so files the user ignores
-  everywhere stay out of checkpoints as they stay out of git;
-- an index git cannot read is only a cache of file stats: it is deleted and rebuilt;
+- no system or global config (git_guard.base_env), and the store's HEAD, config, attributes
+  and excludes are rewritten by us every time: a filter, fsmonitor, include or exclude written
+  into them does not survive. Replace refs, grafts, alternates, a shallow file and commit-graphs
+  are ignored or removed. Only core.excludesFile is taken from the user's global config, so files
+  the user ignores everywhere stay out of checkpoints as they stay out of git;
+- an index git cannot read (or that names objects the store lost) is only a cache of file
+  stats: it is deleted and rebuilt (checkpoints.py);
 - refs/mmx/checkpoints is also written to a record file (`mmx-checkpoints`); a ref that was
   deleted or moved outside mmx-agent is set back from it, and when neither names a commit that
   still exists, the run says that the history is lost instead of failing.
@@ -94,7 +95,7 @@ def _prelude(store: str, root: str) -> str:
     return f"""set -e
 store={q(store)}
 mkdir -p "$store"
-chmod 700 "$store"
+chmod 700 "$store" 2>/dev/null || true
 exec 9>>"$store.lock"
 if command -v flock >/dev/null 2>&1; then lock() {{ flock -w {LOCK_WAIT_SECONDS} 9; }}
 else lock() {{ python3 -c 'import fcntl, signal; signal.alarm({LOCK_WAIT_SECONDS}); fcntl.flock(9, fcntl.LOCK_EX)'; }}
@@ -113,12 +114,14 @@ g() {{ git --no-pager "$@"; }}
 note() {{ printf '{NOTE}%s\\n' "$*"; }}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-[ -f "$store/HEAD" ] || g init -q --template=
-rm -f "$store/config" "$store/commondir" "$store/shallow" "$store/info/grafts" "$store/info/exclude" \\
-  "$store/info/attributes"
+# What makes the directory a repository, and everything git reads from it besides objects, refs
+# and the index, is written by us every time.
+rm -f "$store/HEAD" "$store/config" "$store/commondir" "$store/shallow" "$store/info/grafts" \\
+  "$store/info/exclude" "$store/info/attributes" "$store/objects/info/alternates"
+mkdir -p "$store/objects" "$store/refs" "$store/info"
+printf 'ref: refs/heads/main\\n' >"$store/HEAD"
 printf %s {q(STORE_CONFIG)} >"$store/config"
 [ -z "$excludes" ] || g config core.excludesFile "$excludes"
-mkdir -p "$store/info"
 printf %s {q(STORE_ATTRIBUTES)} >"$store/info/attributes"
 printf '%s\\n' {q(root)} >"$store/mmx-workspace"
 if [ -e "$GIT_INDEX_FILE" ] && ! g ls-files >/dev/null 2>"$tmp/index-error"; then

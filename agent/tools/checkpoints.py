@@ -59,7 +59,9 @@ class CheckpointTaken:
 
 # snapshot [with-ignored]: the index becomes the workspace's files that are not ignored (and,
 # with-ignored, the small ignored ones); $tree its tree. What it leaves out goes to
-# $tmp/unsaved as "unsaved<TAB>why<TAB>path" lines (names with a newline are not listed).
+# $tmp/unsaved as "unsaved<TAB>why<TAB>path" lines (names with a newline are not listed). An
+# index that names objects the store lost (deleted by hand) is rebuilt. The steps check their
+# own errors: `set -e` does not reach into a function called as a condition.
 _SNAPSHOT = rf"""unsaved() {{
   count=$((count + 1))
   case $2 in *$'\n'*) return 0 ;; esac
@@ -67,11 +69,11 @@ _SNAPSHOT = rf"""unsaved() {{
 }}
 add_small_ignored() {{
   left={MAX_IGNORED_TOTAL} count=0
-  g ls-files -z -o -i --exclude-standard --directory >"$tmp/ignored"
+  g ls-files -z -o -i --exclude-standard --directory >"$tmp/ignored" || return 1
   while IFS= read -r -d '' path; do
     case $path in */) unsaved "ignored directory" "$path" ;; *) printf '%s\0' "$path" ;; esac
   done <"$tmp/ignored" >"$tmp/ignored-files"
-  xargs -0 -r stat --printf '%s %n\0' -- <"$tmp/ignored-files" >"$tmp/sizes" 2>/dev/null || true
+  xargs -0 -r stat --printf '%s %n\0' -- <"$tmp/ignored-files" >"$tmp/sizes" 2>/dev/null
   while IFS= read -r -d '' entry; do
     size=${{entry%% *}} path=${{entry#* }}
     if [ "$size" -gt {MAX_IGNORED_FILE} ]; then unsaved "ignored file larger than 1 MiB" "$path"
@@ -81,15 +83,24 @@ add_small_ignored() {{
   done <"$tmp/sizes" >"$tmp/small"
   [ ! -s "$tmp/small" ] || g update-index --add --remove -z --stdin <"$tmp/small"
 }}
-snapshot() {{
+take_snapshot() {{
   : >"$tmp/unsaved"
-  g ls-files -z -c -i --exclude-standard >"$tmp/ignored-in-index"
-  [ ! -s "$tmp/ignored-in-index" ] || g update-index --force-remove -z --stdin <"$tmp/ignored-in-index"
+  g ls-files -z -c -i --exclude-standard >"$tmp/ignored-in-index" || return 1
+  if [ -s "$tmp/ignored-in-index" ]; then
+    g update-index --force-remove -z --stdin <"$tmp/ignored-in-index" || return 1
+  fi
   if ! g add -A --ignore-errors . >/dev/null 2>"$tmp/add-errors"; then
     note "some files could not be read and are not in the checkpoint: $(head -c 300 "$tmp/add-errors" | tr '\n' ' ')"
   fi
-  [ "${{1:-}}" != with-ignored ] || add_small_ignored
-  tree=$(g write-tree)
+  if [ "$1" = with-ignored ]; then add_small_ignored || return 1; fi
+  tree=$(g write-tree 2>"$tmp/write-tree-error")
+}}
+snapshot() {{
+  if ! take_snapshot "${{1:-}}"; then
+    rm -f "$GIT_INDEX_FILE"
+    note "the checkpoint store's index could not be used ($(head -c 200 "$tmp/write-tree-error" | tr '\n' ' ')); it was rebuilt from the workspace"
+    take_snapshot "${{1:-}}" || {{ cat "$tmp/write-tree-error"; exit 1; }}
+  fi
 }}
 """
 _HEAD = f"head=$(g rev-parse -q --verify {CHECKPOINTS_REF} || true)\n"

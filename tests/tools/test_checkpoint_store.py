@@ -290,3 +290,17 @@ def test_garbage_config_and_attributes_in_the_store_do_not_survive(ctx, workspac
     assert store_git(ctx, "show", f"{taken.commit}:a.txt") == "two\n"
     undo(ctx)
     assert (workspace / "a.txt").read_text() == "one\n"
+
+
+def test_an_index_naming_objects_the_store_lost_is_rebuilt(ctx, workspace):
+    (workspace / "a.txt").write_text("one\n")
+    os.utime(workspace / "a.txt", (1_000_000_000, 1_000_000_000))  # not racy: git trusts its stat
+    assert run_tool("write_file", {"path": "b.txt", "content": "b\n"}, ctx).ok
+    blob = store_git(ctx, "rev-parse", "refs/mmx/checkpoints:a.txt").strip()
+    (Path(store_path(ctx)) / "objects" / blob[:2] / blob[2:]).unlink()
+    (workspace / "b.txt").write_text("x\n")  # the next snapshot must write the root tree again
+    result = run_tool("write_file", {"path": "b.txt", "content": "c\n"}, ctx)
+    assert result.ok and "[note: the checkpoint store's index could not be used" in result.output
+    (workspace / "a.txt").write_text("changed\n")
+    assert run_tool("undo", {}, ctx).ok
+    assert (workspace / "a.txt").read_text() == "one\n" and (workspace / "b.txt").read_text() == "x\n"
