@@ -74,6 +74,8 @@ NAMED_PROGRAM_KEYS = {
     ("diff", "command"): "",
     ("merge", "driver"): "",
     ("credential", "helper"): "",
+    ("trailer", "cmd"): "",
+    ("trailer", "command"): "",
 }
 # Sections whose every key (`pager.<command>`, `alias.<name>`) may name a program. No command of
 # ours is an alias (git never lets one shadow a built-in), but an empty alias runs nothing.

@@ -103,6 +103,9 @@ CASES = {
         ["credential", "fill"],
         input=CREDENTIAL_REQUEST,
     ),
+    "trailer.<token>.cmd": Case(
+        {"trailer.sign.cmd": "{prog}"}, ["interpret-trailers", "--trailer", "sign=x"], input="message\n"
+    ),
     "core.askPass": Case({"core.askPass": "{prog}"}, ["credential", "fill"], input=CREDENTIAL_REQUEST),
     "gpg.program with commit.gpgSign": Case(
         {"gpg.program": "{prog}", "commit.gpgSign": "true"},
