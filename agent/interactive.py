@@ -109,6 +109,10 @@ class InteractiveApp:
             try:
                 done = undo(loop.ctx, int(rest or 1))
                 self.console.print(f"undone {done.undone}: " + (", ".join(done.changes) or "no file changes"))
+                for line in done.not_restored:
+                    self.console.print(Text(f"not brought back: {line}", style="yellow"))
+                for note in done.notes:
+                    self.console.print(Text(f"note: {note}", style="yellow"))
             except (CheckpointError, ValueError) as exc:
                 self.console.print(Text(f"cannot undo: {exc}", style="red"))
         elif name == "/todo":

@@ -4,7 +4,8 @@
 `git restore PATHS`, `git switch --discard-changes` and `git clean -f`. Whether they would lose
 anything depends on the repository, so the firewall asks a GitProbe: SandboxGitProbe reads the
 real state with git through the sandbox, using --no-optional-locks so that `git status` never
-refreshes (rewrites) the user's index.
+refreshes (rewrites) the user's index, and git_guard.py's environment so that the probe runs no
+program the repository's config names (a `core.fsmonitor` planted in .git/config, say).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from agent.tools.firewall_words import Unknown, parse_options
-from sandbox.base import Sandbox
+from agent.tools.git_guard import GitConfigError, git_argv, guarded_git_env
+from sandbox.base import ExecResult, Sandbox
 
 q = shlex.quote
 
@@ -47,12 +49,19 @@ class SandboxGitProbe:
     def __init__(self, sandbox: Sandbox):
         self.sandbox = sandbox
 
+    def _git(self, cwd: str, args: list[str]) -> ExecResult:
+        """`git -C cwd ARGS` with git_guard's environment."""
+        try:
+            env = guarded_git_env(self.sandbox, cwd)
+        except GitConfigError as e:
+            # 128: git refuses to start there (no such directory, a config it cannot parse), and so
+            # would the checked command; anything else (a timeout) counts as "could not read".
+            return ExecResult(exit_code=e.exit_code if e.exit_code == 128 else 1, output=str(e))
+        command = shlex.join(git_argv(args, ["--no-optional-locks", "-C", cwd]))
+        return self.sandbox.exec(command, timeout=60, env=env, confined=False)
+
     def dirty_files(self, cwd: str, pathspecs: list[str]) -> list[str]:
-        specs = " ".join(q(p) for p in pathspecs)
-        result = self.sandbox.exec(
-            f"git --no-optional-locks -C {q(cwd)} status --porcelain=v1 -z --untracked-files=no -- {specs}",
-            timeout=60,
-        )
+        result = self._git(cwd, ["status", "--porcelain=v1", "-z", "--untracked-files=no", "--", *pathspecs])
         if result.exit_code == 128:
             return []  # not a repository: the git command itself would fail
         if result.exit_code != 0:
@@ -68,8 +77,7 @@ class SandboxGitProbe:
         return files
 
     def files_clean_would_remove(self, cwd: str, clean_args: list[str]) -> list[str]:
-        args = " ".join(q(a) for a in clean_args)
-        result = self.sandbox.exec(f"git --no-optional-locks -C {q(cwd)} clean -n {args}", timeout=60)
+        result = self._git(cwd, ["clean", "-n", *clean_args])
         if result.exit_code == 128:
             return []
         if result.exit_code != 0:

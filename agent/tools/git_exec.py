@@ -3,8 +3,11 @@
 Why not GitPython: it opens repositories by host path, which a Docker sandbox does not share.
 git's own CLI with stable formats (porcelain, -z, explicit --format strings) gives the same
 structure, the same way in both sandboxes. Each call:
-- runs in the workspace root with `-c core.quotepath=off` (paths verbatim), no pager, no colour,
+- runs in the workspace root with `core.quotepath=off` (paths verbatim), no pager, no colour,
   English messages (they are shown to the model) and no terminal prompts;
+- runs no program the repository's config names (hooks, fsmonitor, filters, ...): its
+  environment and command line come from git_guard.py, and it runs unconfined (it must write
+  .git, which the confinement keeps read-only), since it runs nothing the model wrote;
 - keeps stdout and stderr apart: the sandbox merges them, so stderr goes to a temp file that is
   printed after a marker line.
 """
@@ -14,11 +17,12 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
+from agent.tools.git_guard import GitConfigError, git_argv, guarded_git_env
 from agent.tools.workspace_paths import WorkspacePathError, display_path, resolve_workspace_path
 from sandbox.base import Sandbox
 
-GIT_PREFIX = ["git", "-c", "core.quotepath=off", "-c", "color.ui=false", "--no-pager"]
-GIT_ENV = {"LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0", "GIT_PAGER": "cat", "GIT_EDITOR": "true"}
+PRESENTATION = {"core.quotepath": "off", "color.ui": "false"}
+GIT_ENV = {"LC_ALL": "C"}
 STDERR_MARKER = "\0mmx-git-stderr\0"
 MAX_GIT_OUTPUT = 20_000_000
 
@@ -38,16 +42,30 @@ class GitResult:
         return self.exit_code == 0
 
 
-def run_git(sandbox: Sandbox, args: list[str], *, timeout: float = 60, read_only: bool = True) -> GitResult:
-    git = shlex.join(GIT_PREFIX + args)
+def run_git(
+    sandbox: Sandbox,
+    args: list[str],
+    *,
+    timeout: float = 60,
+    read_only: bool = True,
+    config: dict[str, str] | None = None,
+) -> GitResult:
+    """`git ARGS` in the workspace root; `config` adds settings of our own (like `git -c`)."""
+    try:
+        env = {**GIT_ENV, **guarded_git_env(sandbox, sandbox.root, {**PRESENTATION, **(config or {})})}
+    except GitConfigError as e:
+        raise GitError(str(e)) from e
+    git = shlex.join(git_argv(args))
     command = (
         "err=$(mktemp) || exit 125; "
         f'{git} 2>"$err"; rc=$?; '
         f'printf \'{_printf_escape(STDERR_MARKER)}\'; cat "$err"; rm -f "$err"; exit $rc'
     )
-    # Read-only commands must not take index.lock (a concurrent commit would fail on it).
-    env = {**GIT_ENV, "GIT_OPTIONAL_LOCKS": "0"} if read_only else GIT_ENV
-    result = sandbox.exec(command, cwd=sandbox.root, timeout=timeout, env=env, max_output=MAX_GIT_OUTPUT)
+    if read_only:  # read-only commands must not take index.lock (a concurrent commit would fail on it)
+        env["GIT_OPTIONAL_LOCKS"] = "0"
+    result = sandbox.exec(
+        command, cwd=sandbox.root, timeout=timeout, env=env, max_output=MAX_GIT_OUTPUT, confined=False
+    )
     if result.timed_out:
         raise GitError(f"`git {' '.join(args[:2])}` timed out after {timeout:.0f}s")
     stdout, marker, stderr = result.output.rpartition(STDERR_MARKER)

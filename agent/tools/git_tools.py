@@ -20,11 +20,12 @@ from agent.tools.git_exec import (
     run_git,
     workspace_relative_paths,
 )
+from agent.tools.git_guard import GitConfigError, filter_drivers, read_config
 from agent.tools.workspace_paths import WorkspacePathError
 
 MAX_DIFF_CHARS = 30_000
 MAX_STATUS_ENTRIES = 100
-FALLBACK_IDENTITY = ["-c", "user.name=mmx-agent", "-c", "user.email=mmx-agent@localhost"]
+FALLBACK_IDENTITY = {"user.name": "mmx-agent", "user.email": "mmx-agent@localhost"}
 STATUS_WORDS = {
     "M": "modified",
     "A": "added",
@@ -191,10 +192,8 @@ class GitDiffTool(GitTool):
         selection = (["--cached"] if staged else []) + (
             [check_revision(args["rev"])] if args.get("rev") else []
         )
-        diff = check_git(ctx.sandbox, ["diff", "--no-ext-diff", *selection, "--", *paths])
-        numstat = check_git(
-            ctx.sandbox, ["diff", "--no-ext-diff", "--numstat", "-z", *selection, "--", *paths]
-        )
+        diff = check_git(ctx.sandbox, ["diff", *selection, "--", *paths])
+        numstat = check_git(ctx.sandbox, ["diff", "--numstat", "-z", *selection, "--", *paths])
         files = parse_numstat(numstat.stdout)
         data: dict[str, Any] = {"staged": staged, "rev": args.get("rev"), "files": files}
         if not diff.stdout.strip():
@@ -300,7 +299,7 @@ class GitShowTool(GitTool):
         paths = workspace_relative_paths(ctx.sandbox, args.get("paths"))
         shape = ["--stat"] if args.get("stat_only") else []
         header = "--format=commit %H%nAuthor: %an <%ae>%nDate:   %aI%n%n%B"
-        result = check_git(ctx.sandbox, ["show", "--no-ext-diff", header, *shape, rev, "--", *paths])
+        result = check_git(ctx.sandbox, ["show", header, *shape, rev, "--", *paths])
         first = re.match(r"commit ([0-9a-f]{40})", result.stdout)
         shown = result.stdout.rstrip("\n")
         if first:  # the message's own final newline plus git's separator leave a double gap
@@ -348,10 +347,10 @@ class GitCommitTool(GitTool):
                 "Nothing is staged. Pass `paths` to commit some files, or all=true to commit every change.",
             )
         commit = ["commit", "-m", message, *(["--", *paths] if paths else [])]
-        result = run_git(sandbox, commit, timeout=300, read_only=False)  # hooks may run long
+        result = run_git(sandbox, commit, timeout=300, read_only=False)
         notes = []
         if not result.ok and "Please tell me who you are" in result.stderr + result.stdout:
-            result = run_git(sandbox, [*FALLBACK_IDENTITY, *commit], timeout=300, read_only=False)
+            result = run_git(sandbox, commit, timeout=300, read_only=False, config=FALLBACK_IDENTITY)
             notes.append(
                 "git had no user.name/user.email here; committed as mmx-agent <mmx-agent@localhost>."
             )
@@ -472,15 +471,19 @@ class GitCheckoutTool(GitTool):
 
     def execute(self, args: dict[str, Any], ctx: ToolContext) -> ToolResult:
         sandbox = ctx.sandbox
+        # No content filter runs (git_guard.py); a `required` one (Git LFS) would make git stop
+        # half-way through the switch, so files it covers are written as stored instead.
+        filters = configured_filters(sandbox)
+        unrequired = {f"filter.{name}.required": "false" for name in filters}
         if args.get("create"):
             name = check_branch_name(sandbox, args.get("target"))
             start = [check_revision(args["start_point"])] if args.get("start_point") else []
-            result = run_git(sandbox, ["switch", "-c", name, *start], read_only=False)
+            result = run_git(sandbox, ["switch", "-c", name, *start], read_only=False, config=unrequired)
         else:
             target = check_revision(args.get("target", ""))
-            result = run_git(sandbox, ["switch", target], read_only=False)
+            result = run_git(sandbox, ["switch", target], read_only=False, config=unrequired)
             if not result.ok and "a branch is expected" in result.stderr:
-                result = run_git(sandbox, ["switch", "--detach", target], read_only=False)
+                result = run_git(sandbox, ["switch", "--detach", target], read_only=False, config=unrequired)
         if not result.ok:
             raise GitError(explain_checkout_error(result.stderr or result.stdout))
         where = check_git(sandbox, ["log", "-1", "--format=%H%x1f%D"]).stdout.strip()
@@ -490,9 +493,23 @@ class GitCheckoutTool(GitTool):
         text = f"Now on branch {branch}" if branch else f"Now at {sha[:12]} (detached HEAD)"
         if carried:
             text += f"\nUncommitted changes carried over: {', '.join(carried)}"
+        if filters:
+            text += (
+                f"\nContent filters ({', '.join(sorted(filters))}) were not run: files they cover were "
+                "written as stored (for Git LFS, pointer files; `git lfs checkout` fills them in)."
+            )
         return ToolResult(
             True, text, {"branch": branch, "sha": sha, "detached": branch is None, "carried_over": carried}
         )
+
+
+def configured_filters(sandbox) -> set[str]:
+    """Names of the content filters the repository's config defines (a command for them)."""
+    try:
+        entries, _ = read_config(sandbox, sandbox.root)
+    except GitConfigError as e:
+        raise GitError(str(e)) from e
+    return filter_drivers(entries)
 
 
 def explain_checkout_error(message: str) -> str:

@@ -95,7 +95,8 @@ def _run_unredacted(name: str, args: Any, ctx: ToolContext, tools: list[Tool]) -
     note = ""
     if tool.permission in MUTATING and not getattr(tool, "manages_checkpoints", False):
         try:
-            checkpoints.checkpoint(ctx, f"{name} {json.dumps(args, ensure_ascii=False)[:200]}")
+            taken = checkpoints.checkpoint(ctx, f"{name} {json.dumps(args, ensure_ascii=False)[:200]}")
+            note = "".join(f"\n[note: {repair}]" for repair in taken.notes)
         except Exception as e:  # a broken store must not block the work; say undo will not cover it
             note = f"\n[warning: no checkpoint was taken ({e}); undo cannot take this call back]"
     try:

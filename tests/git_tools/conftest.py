@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -84,3 +86,63 @@ def repo(make_repo) -> Repo:
     repo.write("src/app.py", "def main():\n    return 1\n")
     repo.commit_all("Add app")
     return repo
+
+
+FAKE_SIGNATURE = (
+    "cat >/dev/null\n"
+    'echo "[GNUPG:] SIG_CREATED D 1 8 00 1 X" >&2\n'
+    "printf -- '-----BEGIN PGP SIGNATURE-----\\n\\nxx\\n-----END PGP SIGNATURE-----\\n'\n"
+)
+
+
+class Arena:
+    """A repository, programs outside it that leave a canary when they run, and plain git."""
+
+    def __init__(self, repo, outside: Path):
+        self.repo = repo
+        self.root: Path = repo.root
+        self.outside = outside
+
+    def program(self, name: str, body: str = "cat") -> str:
+        """An executable that touches the canary `name` (then runs `body`); returns its path."""
+        path = self.outside / f"{name}.sh"
+        path.write_text(f"#!/bin/sh\ntouch {shlex.quote(str(self.outside / name))}.ran\n{body}\n")
+        path.chmod(0o755)
+        return str(path)
+
+    def ran(self) -> list[str]:
+        return sorted(p.stem for p in self.outside.glob("*.ran"))
+
+    def assert_quiet(self, after: str) -> None:
+        assert self.ran() == [], f"{after} ran a planted program: {self.ran()}"
+
+    def plain_git(self, *args: str, input: str = "", **env: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["git", *args],
+            cwd=self.root,
+            env={**os.environ, **self.repo.env, "GIT_TERMINAL_PROMPT": "0", **env},
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    def control(self, name: str, *args: str, input: str = "", **env: str) -> None:
+        """Plain git does run the program `name` planted: the trap works."""
+        self.plain_git(*args, input=input, **env)
+        assert (self.outside / f"{name}.ran").exists(), f"plain `git {' '.join(args)}` did not run {name}"
+        (self.outside / f"{name}.ran").unlink()
+
+    def stat_dirty(self, rel: str, text: str) -> None:
+        """Same size, other content, other mtime: git must re-read the file (through its filters)."""
+        path = self.root / rel
+        assert len(text) == len(path.read_text())
+        path.write_text(text)
+        os.utime(path, (1_000_000_000, 1_000_000_000))
+
+
+@pytest.fixture
+def arena(repo, tmp_path) -> Arena:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    return Arena(repo, outside)

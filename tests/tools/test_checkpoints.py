@@ -104,11 +104,13 @@ def test_reads_take_no_checkpoint(ctx, workspace):
     assert len(list_checkpoints(ctx)) == 1
 
 
-def test_ignored_files_are_neither_saved_nor_touched(ctx, repo):
+def test_small_ignored_files_are_restored_too(ctx, repo):
+    # Issue 16 changed this: ignored files used to be neither saved nor touched by undo.
     (repo / "run.log").write_text("log before\n")
     assert run_tool("bash", {"command": "echo more >> run.log && echo changed > notes.txt"}, ctx).ok
-    assert run_tool("undo", {}, ctx).ok
-    assert (repo / "run.log").read_text() == "log before\nmore\n"
+    result = run_tool("undo", {}, ctx)
+    assert result.ok and sorted(result.data["changes"]) == ["reverted notes.txt", "reverted run.log"]
+    assert (repo / "run.log").read_text() == "log before\n"
     assert (repo / "notes.txt").read_text() == "first line\nsecond line\n"
 
 
