@@ -67,9 +67,18 @@ def make_backend(settings: Settings, progress: Callable[[str], None] | None = No
 
 def make_sandbox(settings: Settings, workspace: Path) -> Sandbox:
     if settings.sandbox == "docker":
+        from sandbox.docker import Limits
         from sandbox.workspace import open_workspace_sandbox
 
-        return open_workspace_sandbox(workspace, settings.docker_mode, image=settings.docker_image)
+        limits = Limits(
+            cpus=settings.docker_cpus,
+            memory=settings.docker_memory,
+            pids=settings.docker_pids,
+            disk=settings.docker_disk,
+        )
+        return open_workspace_sandbox(
+            workspace, settings.docker_mode, image=settings.docker_image, limits=limits
+        )
     from sandbox.local import LocalSandbox
 
     return LocalSandbox(str(workspace))
