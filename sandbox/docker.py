@@ -109,7 +109,8 @@ class Limits:
 
     def tmpfs_options(self, *, mode: int, owner: tuple[int, int] | None = None) -> str:
         """Mount options of one size-limited tmpfs (`disk` and `files`)."""
-        options = ["nosuid", "nodev", f"size={parse_size(self.disk or '0')}", f"mode={mode:o}"]
+        # exec: Docker mounts tmpfs noexec unless told, and scripts in /tmp are routine.
+        options = ["nosuid", "nodev", "exec", f"size={parse_size(self.disk or '0')}", f"mode={mode:o}"]
         if self.files:
             options.append(f"nr_inodes={self.files}")
         if owner is not None:

@@ -76,6 +76,7 @@ class TreeStore:
 
     def __init__(self, directory: str | os.PathLike[str]):
         self.directory = Path(directory)
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.git_dir = self.directory / "store.git"
         self._run(["init", "-q", "--bare", str(self.git_dir)], env=hardened_git_env(self.directory))
         info = self.git_dir / "info"
