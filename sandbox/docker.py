@@ -197,7 +197,8 @@ class DockerSandbox:
             for source, target in (binds or {}).items()
         ]
         bound = {posixpath.normpath(target) for target in (binds or {}).values()}
-        root_in_memory = limits.disk is not None and posixpath.normpath(root) not in bound
+        root_is_bound = _inside_any(posixpath.normpath(root), bound)
+        root_in_memory = limits.disk is not None and not root_is_bound
         tmpfs: dict[str, str] = {}
         in_memory = 0
         if limits.disk is not None:
@@ -243,7 +244,7 @@ class DockerSandbox:
         sandbox.limits = limits
         _open_sandboxes.add(sandbox)
         # A bind-mounted root belongs to the host: re-owning it would chown the user's own files.
-        own_root = posixpath.normpath(root) not in bound and root != "/"
+        own_root = not root_is_bound and root != "/"
         try:
             sandbox._start(own_root=own_root)
         except BaseException:
