@@ -46,6 +46,7 @@ HOST_SLACK_SECONDS = docker_helper.KILL_GRACE_SECONDS + docker_helper.DRAIN_SECO
 REMOVAL_WAIT_SECONDS = 30.0
 
 
+DEFAULT_DISK, DEFAULT_FILES = "2g", 250_000  # of each tmpfs, when a sandbox has a disk quota
 SANDBOX_USER = "65534:65534"  # nobody:nogroup in Debian images: unprivileged, with a passwd entry git accepts
 SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?", re.IGNORECASE)
 SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
@@ -77,7 +78,7 @@ class Limits:
     memory: str | None = "2g"  # Docker units: 512m, 2g, ...
     pids: int | None = 512
     disk: str | None = None  # Docker units
-    files: int | None = 250_000
+    files: int | None = DEFAULT_FILES
 
     def __post_init__(self) -> None:
         for name, kinds in (("cpus", (int, float)), ("pids", (int,)), ("files", (int,))):
@@ -118,7 +119,7 @@ class Limits:
         return ",".join(options)
 
 
-WORKSPACE_LIMITS = Limits(disk="2g")  # the agent's sandbox and `sandbox exec`
+WORKSPACE_LIMITS = Limits(disk=DEFAULT_DISK)  # the agent's sandbox and `sandbox exec`
 
 
 @dataclass

@@ -16,6 +16,7 @@ ENOSPC inside the container and never touches the host's disk.
 from __future__ import annotations
 
 import os
+import posixpath
 import shutil
 import subprocess
 import tarfile
@@ -29,7 +30,16 @@ import docker
 
 from sandbox.base import SandboxError
 from sandbox.base_image import base_image_tag
-from sandbox.docker import DEFAULT_ROOT, SANDBOX_USER, WORKSPACE_LIMITS, DockerSandbox, Limits, parse_size
+from sandbox.docker import (
+    DEFAULT_DISK,
+    DEFAULT_FILES,
+    DEFAULT_ROOT,
+    SANDBOX_USER,
+    WORKSPACE_LIMITS,
+    DockerSandbox,
+    Limits,
+    parse_size,
+)
 from sandbox.tar_unpack import UnpackCaps, unpack
 from sandbox.tree_store import TreeStore, git_command, hardened_git_env
 
@@ -41,8 +51,8 @@ TAR_ENTRY_OVERHEAD = 10 * 1024  # a header block, and PAX records for a long nam
 def export_caps(limits: Limits) -> UnpackCaps:
     """What an export of the workspace may hold: no more than its tmpfs can (a sparse file counts
     at its full size, so one that claims more is refused)."""
-    file_bytes = parse_size(limits.disk or WORKSPACE_LIMITS.disk or "2g")
-    entries = (limits.files or WORKSPACE_LIMITS.files or 250_000) + 1  # the workspace directory itself
+    file_bytes = parse_size(limits.disk or DEFAULT_DISK)
+    entries = (limits.files or DEFAULT_FILES) + 1  # the workspace directory itself
     return UnpackCaps(
         file_bytes=file_bytes, entries=entries, stream_bytes=file_bytes + entries * TAR_ENTRY_OVERHEAD
     )
@@ -89,7 +99,7 @@ class WorkspaceSandbox(DockerSandbox):
             raise SandboxError("a bind-mounted workspace is changed in place: there is no diff to bring back")
         store = self._store
         caps = export_caps(self.limits)
-        top = self.root.rstrip("/").rsplit("/", 1)[-1]  # the engine names entries after the basename
+        top = posixpath.basename(posixpath.normpath(self.root))  # the engine's name for the root
         with self._unpacked(self.archive_stream(self.root), top=top, caps=caps) as tree:
             tree_id = store.snapshot(tree, rules_from=self._baseline)
         return store.diff(self._baseline, tree_id), tree_id
