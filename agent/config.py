@@ -75,7 +75,7 @@ class Settings(BaseModel):
     @classmethod
     def _docker_count(cls, value: float) -> float:
         if not value > 0:
-            raise ValueError(f"must be above 0 (got {value:g})")
+            raise ValueError("must be above 0")
         return value
 
 

@@ -50,7 +50,7 @@ def positive_size(value: str | None) -> str | None:
         try:
             parse_size(value)
         except ValueError as e:
-            raise typer.BadParameter(str(e)) from None
+            raise typer.BadParameter(f"{e} (got {value!r})") from None
     return value
 
 

@@ -57,7 +57,7 @@ def parse_size(text: str | int) -> int:
     match = SIZE.fullmatch(str(text).strip())
     size = int(float(match[1]) * SIZE_UNITS[match[2].lower()]) if match else 0
     if size <= 0:
-        raise ValueError(f"must be a size above 0, like 512m or 2g (got {text!r})")
+        raise ValueError("must be a size above 0, like 512m or 2g")
     return size
 
 
@@ -93,7 +93,7 @@ class Limits:
                 try:
                     parse_size(value)
                 except ValueError as e:
-                    raise ValueError(f"{name} {e}") from None
+                    raise ValueError(f"{name} {e} (got {value!r})") from None
 
     def host_config(self, engine_cpus: int, *, in_memory_files: int = 0) -> dict[str, Any]:
         """Docker's settings for these limits; `in_memory_files`: bytes of tmpfs the container may fill."""

@@ -4,6 +4,9 @@ adds a backdoor whenever it is asked for one."""
 
 from __future__ import annotations
 
+import os
+
+import docker.errors
 import pytest
 
 from sandbox import labels
@@ -34,15 +37,20 @@ exec /usr/bin/git "$@"
 
 @pytest.fixture(scope="session")
 def forged_image(docker_client, base_image):
-    """The base image with forged git, tar, python3 and cat first on PATH."""
-    tag = "mmx-agent-test-forged:1"
+    """The base image with forged git, tar, python3 and cat first on PATH.
+
+    Tagged per test process and without the project label: other test runs on a shared engine
+    remove the labelled images made during their session, and this one must outlive theirs."""
+    repository, tag = "mmx-agent-test-forged", str(os.getpid())
     with DockerSandbox.create(
         base_image, root="/", limits=Limits(disk=None), client=docker_client, image_build=True
     ) as builder:
         for name, script in FORGERIES.items():
             builder.write_file(f"/usr/local/bin/{name}", script.encode(), mode=0o755)
-        docker_client.api.commit(
-            builder.container_id, "mmx-agent-test-forged", "1", conf={"Labels": {labels.OWNER: ""}}
-        )
-    yield tag
-    docker_client.images.remove(tag, force=True)
+        unlabelled = {labels.PROJECT: "", labels.KIND: "", labels.OWNER: ""}
+        docker_client.api.commit(builder.container_id, repository, tag, conf={"Labels": unlabelled})
+    yield f"{repository}:{tag}"
+    try:
+        docker_client.images.remove(f"{repository}:{tag}", force=True)
+    except docker.errors.ImageNotFound:
+        pass
