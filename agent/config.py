@@ -14,7 +14,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 PROJECT_FILE = ".mmx-agent.toml"
 
@@ -42,6 +42,11 @@ class Settings(BaseModel):
     sandbox: Literal["local", "docker"] = "local"
     docker_image: str | None = None
     docker_mode: Literal["copy", "bind"] = "copy"
+    # The Docker sandbox's limits; 0 or less is refused (Docker would read 0 as "no limit").
+    docker_memory: str = "2g"
+    docker_cpus: float = 2.0
+    docker_pids: int = 512
+    docker_disk: str = "2g"  # the workspace (copy mode) and /tmp are tmpfs mounts of this size
     max_turns: int = 50
     max_tokens: int | None = None
     max_cost: float | None = None
@@ -57,6 +62,21 @@ class Settings(BaseModel):
     test_commands: list[str] | None = None
     reasoning_display: Literal["full", "collapsed", "hidden"] = "collapsed"
     prices: dict[str, dict[str, float]] = {}
+
+    @field_validator("docker_memory", "docker_disk")
+    @classmethod
+    def _docker_size(cls, value: str) -> str:
+        from sandbox.docker import parse_size
+
+        parse_size(value)  # ValueError: pydantic reports it with the setting's name
+        return value
+
+    @field_validator("docker_cpus", "docker_pids")
+    @classmethod
+    def _docker_count(cls, value: float) -> float:
+        if not value > 0:
+            raise ValueError("must be above 0")
+        return value
 
 
 def user_config_dir() -> Path:

@@ -149,8 +149,9 @@ class AgentLoop:
         self.usage = {"input_tokens": 0, "output_tokens": 0, "reasoning_tokens": 0}
         self.cost: float | None = None
         # Called at the end of every run, before the final result is emitted (e.g. syncing a
-        # copied Docker workspace back to the host).
-        self.before_result: list[Callable[[], None]] = []
+        # copied Docker workspace back to the host). A hook that returns a diff replaces the
+        # result's: a copied workspace's diff is made on the host, not by programs in the container.
+        self.before_result: list[Callable[[], str | None]] = []
         self._turn_calls = 0
 
     # ------------------------------------------------------------------ one run
@@ -217,7 +218,9 @@ class AgentLoop:
             self.emit(Status(f"run ended: {status}: {detail}", level="error"))
         diff = diff_since(self.ctx, start_tree)
         for hook in self.before_result:
-            hook()
+            applied = hook()
+            if applied is not None:
+                diff = applied
         result = FinalResult(
             status=status,
             result=answer if status == "done" else detail,

@@ -67,9 +67,18 @@ def make_backend(settings: Settings, progress: Callable[[str], None] | None = No
 
 def make_sandbox(settings: Settings, workspace: Path) -> Sandbox:
     if settings.sandbox == "docker":
+        from sandbox.docker import Limits
         from sandbox.workspace import open_workspace_sandbox
 
-        return open_workspace_sandbox(workspace, settings.docker_mode, image=settings.docker_image)
+        limits = Limits(
+            cpus=settings.docker_cpus,
+            memory=settings.docker_memory,
+            pids=settings.docker_pids,
+            disk=settings.docker_disk,
+        )
+        return open_workspace_sandbox(
+            workspace, settings.docker_mode, image=settings.docker_image, limits=limits
+        )
     from sandbox.local import LocalSandbox
 
     return LocalSandbox(str(workspace))
@@ -89,21 +98,23 @@ class AgentSession:
     sandbox: Sandbox
     writer: SessionWriter
 
-    def sync_back(self) -> None:
-        """With a copied Docker workspace: bring the run's changes back to the host workspace."""
+    def sync_back(self) -> str | None:
+        """With a copied Docker workspace: bring the run's changes back to the host workspace, and
+        return the diff applied (made on the host), which is what the result reports."""
         sync_back = getattr(self.sandbox, "sync_back", None)
         if sync_back is None or getattr(self.sandbox, "mode", None) != "copy":
-            return
+            return None
         try:
             diff = sync_back()
         except SandboxError as exc:
             self.loop.emit(
                 Status(f"the sandbox's changes could not be applied to the workspace: {exc}", "error")
             )
-            return
+            return ""  # nothing reached the workspace
         if diff.strip():
             files = sum(1 for line in diff.splitlines() if line.startswith("diff --git "))
             self.loop.emit(Status(f"applied the sandbox's changes to the workspace ({files} files)"))
+        return diff
 
     def run(self, task: str) -> FinalResult:
         return self.loop.run(task)

@@ -25,7 +25,7 @@ from evals.task import Task
 from sandbox.base import SandboxError
 from sandbox.docker import DockerSandbox, Limits
 
-AGENT_LIMITS = Limits(cpus=2.0, memory="4g", pids=2048)
+AGENT_LIMITS = Limits(cpus=2.0, memory="4g", pids=2048, disk=None)  # the repository lives in the image
 DIFF_FILE = "/var/tmp/mmx-eval-agent.diff"
 PROMPT = """\
 <uploaded_files>

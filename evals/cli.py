@@ -19,6 +19,8 @@ from typing import Any
 
 import typer
 
+from sandbox.cli import positive_size
+
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
 EXIT_INFRA, EXIT_USAGE, EXIT_NO_DOCKER = 1, 2, 3
@@ -110,7 +112,9 @@ def run(
         "--rerun-infra/--keep-infra",
         help="Retry tasks whose last attempt failed for infrastructure reasons.",
     ),
-    memory: str = typer.Option("4g", "--memory", help="Memory limit of each container (Docker units)."),
+    memory: str = typer.Option(
+        "4g", "--memory", callback=positive_size, help="Memory limit of each container (Docker units)."
+    ),
     backend: str = typer.Option(None, "--backend", help="mmx agent: the model backend (as for `mmx-agent`)."),
     model: str = typer.Option(None, "--model", help="mmx agent: model name or checkpoint directory."),
     base_url: str = typer.Option(None, "--base-url", help="mmx agent: the endpoint's /v1 root."),
@@ -150,7 +154,7 @@ def run(
         repos_dir=repos_dir,
         rerun_infra=rerun_infra,
         force=force,
-        limits=Limits(cpus=2.0, memory=memory, pids=2048),
+        limits=Limits(cpus=2.0, memory=memory, pids=2048, disk=None),
         title=f"{Path(suite).name}: {chosen.name}",
     )
     try:

@@ -32,7 +32,7 @@ INSTANCE_REPOSITORY = "mmx-agent-instance"
 RECIPE_VERSION = 1  # bump when the build steps below change what ends up in the image
 REPO_DIR = "/testbed"
 SNAPSHOT_LABEL = "dev.mmx-agent.eval.snapshot"
-BUILD_LIMITS = Limits(cpus=None, memory="4g", pids=4096)
+BUILD_LIMITS = Limits(cpus=None, memory="4g", pids=4096, disk=None)  # the repository goes into the image
 INSTALL_SECONDS = 1800.0
 BUILD_API_SECONDS = 900  # committing a layer is one long request
 SNAPSHOT_DATE = "2001-01-01T00:00:00+0000"  # fixed, so the snapshot commit id depends on content only
@@ -152,7 +152,7 @@ class EnvironmentBuilder:
 
     def _build_instance(self, client, task: Task, source: SourceTree, env_image, tag: str) -> None:
         with DockerSandbox.create(
-            env_image.tags[0], root=REPO_DIR, limits=BUILD_LIMITS, client=client
+            env_image.tags[0], root=REPO_DIR, limits=BUILD_LIMITS, client=client, image_build=True
         ) as box:
             box.copy_in(source.path, REPO_DIR)
             self._exec(box, self._snapshot_script(_snapshot_message(task, source)), "snapshot the repository")

@@ -36,7 +36,7 @@ from sandbox.docker import DockerSandbox, Limits
 GRADER_VERSION = 1  # bump when a change here can change a verdict: cached results are keyed by it
 SCRATCH = "/var/tmp/mmx-eval"
 PRISTINE_SCRIPT = (Path(__file__).parent / "pristine.py").read_bytes()
-DEFAULT_LIMITS = Limits(cpus=2.0, memory="4g", pids=2048)
+DEFAULT_LIMITS = Limits(cpus=2.0, memory="4g", pids=2048, disk=None)  # the repository lives in the image
 TEST_OUTPUT_BYTES = 4_000_000
 APPLY_SECONDS = 300.0
 CANDIDATE, TEST_PATCH = f"{SCRATCH}/candidate.diff", f"{SCRATCH}/test.diff"

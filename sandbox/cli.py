@@ -16,7 +16,7 @@ import typer
 
 from sandbox.base import SandboxError
 from sandbox.base_image import DEFAULT_SUITE, SUITES, base_image_tag, ensure_base_image
-from sandbox.docker import DockerSandbox, Limits
+from sandbox.docker import SANDBOX_USER, WORKSPACE_LIMITS, DockerSandbox, Limits, parse_size
 from sandbox.engine import connect
 from sandbox.env_image import ensure_env_image
 from sandbox.images import list_images
@@ -42,6 +42,23 @@ def _reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             raise typer.Exit(1) from None
 
     return wrapper
+
+
+def positive_size(value: str | None) -> str | None:
+    """A typer callback: a Docker size above 0 ("512m", "2g"); anything else is a usage error (exit 2)."""
+    if value is not None:
+        try:
+            parse_size(value)
+        except ValueError as e:
+            raise typer.BadParameter(f"{e} (got {value!r})") from None
+    return value
+
+
+def positive_number(value: float | None) -> float | None:
+    """A typer callback: a number above 0 (Docker reads 0 as "no limit"); else a usage error (exit 2)."""
+    if value is not None and not 0 < value < float("inf"):
+        raise typer.BadParameter(f"must be above 0 (got {value:g})")
+    return value
 
 
 def _suite_option() -> Any:
@@ -109,15 +126,24 @@ def exec(
     command: list[str] = typer.Argument(..., help="The command and its arguments (after --)."),
     image: str = typer.Option(None, help="Image (default: the bookworm base image)."),
     timeout: float = typer.Option(None, help="Seconds before the command's process tree is killed."),
-    memory: str = typer.Option(Limits.memory, help="Memory limit (Docker units: 512m, 2g)."),
-    pids: int = typer.Option(Limits.pids, help="Process (and thread) limit."),
-    cpus: float = typer.Option(Limits.cpus, help="CPU limit."),
+    memory: str = typer.Option(
+        Limits.memory, callback=positive_size, help="Memory limit (Docker units: 512m, 2g)."
+    ),
+    pids: int = typer.Option(Limits.pids, callback=positive_number, help="Process (and thread) limit."),
+    cpus: float = typer.Option(Limits.cpus, callback=positive_number, help="CPU limit."),
+    disk: str = typer.Option(
+        WORKSPACE_LIMITS.disk,
+        callback=positive_size,
+        help="Size of the sandbox's /workspace and of its /tmp (tmpfs; counted in memory too).",
+    ),
     max_output: int = typer.Option(1_000_000, help="Bytes of output kept (head and tail)."),
 ) -> None:
-    """Run one command in a fresh sandbox (no network) and print one JSON object:
+    """Run one command in a fresh sandbox (no network, as nobody, read-only but for /workspace and /tmp)
+    and print one JSON object:
     {"exit_code": int, "output": str, "timed_out": bool, "oom_killed": bool}."""
-    limits = Limits(cpus=cpus, memory=memory, pids=pids)
-    with DockerSandbox.create(image or base_image_tag(DEFAULT_SUITE), limits=limits) as sandbox:
+    limits = Limits(cpus=cpus, memory=memory, pids=pids, disk=disk)
+    image = image or base_image_tag(DEFAULT_SUITE)
+    with DockerSandbox.create(image, user=SANDBOX_USER, limits=limits) as sandbox:
         try:
             result = sandbox.exec(shlex.join(command), timeout=timeout, max_output=max_output)
         except KeyboardInterrupt:

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import atexit
 import io
+import math
 import os
 import posixpath
+import re
 import tarfile
 import tempfile
 import threading
@@ -44,24 +46,80 @@ HOST_SLACK_SECONDS = docker_helper.KILL_GRACE_SECONDS + docker_helper.DRAIN_SECO
 REMOVAL_WAIT_SECONDS = 30.0
 
 
+DEFAULT_DISK, DEFAULT_FILES = "2g", 250_000  # of each tmpfs, when a sandbox has a disk quota
+SANDBOX_USER = "65534:65534"  # nobody:nogroup in Debian images: unprivileged, with a passwd entry git accepts
+SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?", re.IGNORECASE)
+SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_size(text: str | int) -> int:
+    """Bytes in a Docker size ("512m", "2g", "1048576"); ValueError unless it is a size above 0."""
+    match = SIZE.fullmatch(str(text).strip())
+    size = int(float(match[1]) * SIZE_UNITS[match[2].lower()]) if match else 0
+    if size <= 0:
+        raise ValueError("must be a size above 0, like 512m or 2g")
+    return size
+
+
 @dataclass(frozen=True)
 class Limits:
-    """Resource limits of one sandbox; None lifts a limit."""
+    """Resource limits of one sandbox; None lifts a limit. 0 or less is refused (ValueError): Docker
+    would read 0 as "no limit", so a typo must not silently remove one.
+
+    `disk` and `files` give the sandbox a disk quota: the workspace (unless it is a bind mount) and
+    /tmp are each a tmpfs of `disk` bytes and at most `files` files and directories, and the rest of
+    the container is read-only. tmpfs lives in memory, charged to the container, so the memory
+    limit is raised by those sizes: a full disk fails writes with ENOSPC and never OOM-kills a
+    process. `disk=None` keeps Docker's writable container layer (no quota), which image builds and
+    eval task containers need (their repository lives in the image); WORKSPACE_LIMITS has a quota.
+    """
 
     cpus: float | None = 2.0
     memory: str | None = "2g"  # Docker units: 512m, 2g, ...
     pids: int | None = 512
+    disk: str | None = None  # Docker units
+    files: int | None = DEFAULT_FILES
 
-    def host_config(self, engine_cpus: int) -> dict[str, Any]:
+    def __post_init__(self) -> None:
+        for name, kinds in (("cpus", (int, float)), ("pids", (int,)), ("files", (int,))):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, kinds) or not 0 < value < math.inf:
+                raise ValueError(f"{name} must be a number above 0 (got {value!r})")
+        for name in ("memory", "disk"):
+            value = getattr(self, name)
+            if value is not None:
+                try:
+                    parse_size(value)
+                except ValueError as e:
+                    raise ValueError(f"{name} {e} (got {value!r})") from None
+
+    def host_config(self, engine_cpus: int, *, in_memory_files: int = 0) -> dict[str, Any]:
+        """Docker's settings for these limits; `in_memory_files`: bytes of tmpfs the container may fill."""
         config: dict[str, Any] = {}
         if self.cpus:
             config["nano_cpus"] = int(min(self.cpus, engine_cpus) * 1e9)
         if self.memory:
-            config["mem_limit"] = self.memory
-            config["memswap_limit"] = self.memory  # no swap: a hog is OOM-killed, not left thrashing
+            memory = parse_size(self.memory) + in_memory_files
+            config["mem_limit"] = memory
+            config["memswap_limit"] = memory  # no swap: a hog is OOM-killed, not left thrashing
         if self.pids:
             config["pids_limit"] = self.pids
         return config
+
+    def tmpfs_options(self, *, mode: int, owner: tuple[int, int] | None = None) -> str:
+        """Mount options of one size-limited tmpfs (`disk` and `files`)."""
+        # exec: Docker mounts tmpfs noexec unless told, and scripts in /tmp are routine.
+        options = ["nosuid", "nodev", "exec", f"size={parse_size(self.disk or '0')}", f"mode={mode:o}"]
+        if self.files:
+            options.append(f"nr_inodes={self.files}")
+        if owner is not None:
+            options += [f"uid={owner[0]}", f"gid={owner[1]}"]
+        return ",".join(options)
+
+
+WORKSPACE_LIMITS = Limits(disk=DEFAULT_DISK)  # the agent's sandbox and `sandbox exec`
 
 
 @dataclass
@@ -101,6 +159,7 @@ class DockerSandbox:
         # Extra environment for every command, as LocalSandbox.env: `create` puts its `env` here
         # too, so whoever reads a sandbox's environment (secret redaction) sees what commands see.
         self.env: dict[str, str] = {}
+        self.limits = Limits()  # as created (set by `create`)
         self._channel: HelperChannel | None = None
         self._lifeline: Any = None
         self._lock = threading.RLock()  # one helper request at a time; tools may call from threads
@@ -117,11 +176,17 @@ class DockerSandbox:
         env: Mapping[str, str] | None = None,
         binds: Mapping[str, str] | None = None,
         client: docker.DockerClient | None = None,
+        image_build: bool = False,
     ) -> DockerSandbox:
         """Starts a container from `image` (no network, `limits`) with `root` as working directory.
 
-        `user` is anything `docker run --user` takes ("1000:1000", "nobody"); None keeps the
-        image's user. `binds` maps host directories to container paths (read-write).
+        `user` is anything `docker run --user` takes ("65534:65534", "nobody"); None keeps the
+        image's user. `binds` maps host directories to container paths (read-write). Every
+        capability is dropped and no process can gain privileges (setuid binaries included), so even
+        the image's root user cannot mount, chown or reach devices; only `image_build=True` (image
+        builds, which install packages as root) keeps Docker's default capabilities.
+        With `limits.disk` set, the root file system is read-only and the workspace (unless bound)
+        and /tmp are size-limited tmpfs mounts (see Limits); the root then starts empty.
         """
         if not posixpath.isabs(root):
             raise SandboxError(f"sandbox root must be an absolute path, not {root!r}")
@@ -132,14 +197,33 @@ class DockerSandbox:
             docker.types.Mount(target, os.path.abspath(source), type="bind")
             for source, target in (binds or {}).items()
         ]
+        bound = {posixpath.normpath(target) for target in (binds or {}).values()}
+        root_is_bound = _inside_any(posixpath.normpath(root), bound)
+        root_in_memory = limits.disk is not None and not root_is_bound
+        tmpfs: dict[str, str] = {}
+        in_memory = 0
+        if limits.disk is not None:
+            if posixpath.normpath(root) == "/":
+                raise SandboxError("a sandbox with a disk limit needs a root other than /")
+            tmpfs["/tmp"] = limits.tmpfs_options(mode=0o1777)
+            in_memory += parse_size(limits.disk)
+        if root_in_memory:
+            mounts.append(_tmpfs_volume(root, limits, _numeric_owner(user)))
+            in_memory += parse_size(limits.disk)
+        env = dict(env or {})
+        if user and user.split(":")[0] not in ("0", "root"):
+            env.setdefault("HOME", "/tmp")  # nobody's home does not exist; a bare uid would get HOME=/
         api = client.api
         host_config = api.create_host_config(
             auto_remove=True,
             init=True,  # docker-init as PID 1 reaps orphans and forwards signals
             network_mode="none",
             mounts=mounts,
+            tmpfs=tmpfs or None,
+            read_only=limits.disk is not None,
             security_opt=["no-new-privileges"],
-            **limits.host_config(_engine_cpus(client)),
+            cap_drop=None if image_build else ["ALL"],
+            **limits.host_config(_engine_cpus(client), in_memory_files=in_memory),
         )
         config = api.create_container_config(
             image,
@@ -147,7 +231,7 @@ class DockerSandbox:
             stdin_open=True,
             working_dir=root,
             user=user or None,
-            environment=dict(env or {}),
+            environment=env,
             labels=labels.labels_for("sandbox"),
             host_config=host_config,
         )
@@ -157,11 +241,11 @@ class DockerSandbox:
         except docker.errors.APIError as e:
             raise SandboxError(f"cannot create a container from {image!r}: {e.explanation or e}") from e
         sandbox = cls(client, container_id, image=image, root=root, user=user)
-        sandbox.env = dict(env or {})
+        sandbox.env = env
+        sandbox.limits = limits
         _open_sandboxes.add(sandbox)
         # A bind-mounted root belongs to the host: re-owning it would chown the user's own files.
-        bound = {posixpath.normpath(target) for target in (binds or {}).values()}
-        own_root = posixpath.normpath(root) not in bound and root != "/"
+        own_root = not root_is_bound and root != "/"
         try:
             sandbox._start(own_root=own_root)
         except BaseException:
@@ -359,6 +443,18 @@ class DockerSandbox:
         except docker.errors.APIError as e:
             raise SandboxError(f"cannot copy {path} out of the sandbox: {e.explanation or e}") from e
 
+    def archive_stream(self, path: str) -> Iterator[bytes]:
+        """The engine's tar stream of `path` (not followed if a symlink), chunk by chunk; close the
+        iterator to stop it early. Made by the engine from the container's file system: no program
+        in the container takes part."""
+        try:
+            stream, _ = self._client.api.get_archive(self.container_id, path, chunk_size=1 << 20)
+        except docker.errors.NotFound:
+            raise SandboxError(f"cannot copy {path} out of the sandbox: no such file or directory") from None
+        except docker.errors.APIError as e:
+            raise SandboxError(f"cannot copy {path} out of the sandbox: {e.explanation or e}") from e
+        return stream
+
     def copy_in(
         self, host_path: str | os.PathLike[str], dest: str, *, skip: Callable[[str], bool] | None = None
     ) -> None:
@@ -366,21 +462,35 @@ class DockerSandbox:
 
         `skip(relative_path)` can leave entries out (relative to `host_path`, "/"-separated).
         """
+        with tempfile.TemporaryFile() as spool:
+            self.tar_for_copy_in(host_path, posixpath.normpath(dest).lstrip("/"), spool, skip=skip)
+            spool.seek(0)
+            self.put_archive("/", spool)
+
+    def tar_for_copy_in(
+        self,
+        host_path: str | os.PathLike[str],
+        arcname: str,
+        into: IO[bytes],
+        *,
+        skip: Callable[[str], bool] | None = None,
+        check: Callable[[tarfile.TarInfo], None] | None = None,
+    ) -> None:
+        """Writes a tar stream of `host_path` as `copy_in` sends it (entries named `arcname/...`,
+        owned by the sandbox user); `check(info)` sees each entry first and may raise to stop."""
         host_path = os.fspath(host_path)
-        arcname = posixpath.normpath(dest).lstrip("/")
 
         def owned(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
             relative = posixpath.relpath(info.name, arcname)
             if skip is not None and relative != "." and skip(relative):
                 return None
+            if check is not None:
+                check(info)
             info.uid, info.gid, info.uname, info.gname = self.uid, self.gid, "", ""
             return info
 
-        with tempfile.TemporaryFile() as spool:
-            with tarfile.open(fileobj=spool, mode="w", format=tarfile.PAX_FORMAT) as tar:
-                tar.add(host_path, arcname=arcname, filter=owned)
-            spool.seek(0)
-            self.put_archive("/", spool)
+        with tarfile.open(fileobj=into, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            tar.add(host_path, arcname=arcname, filter=owned)
 
     def copy_out(self, path: str, host_dir: str | os.PathLike[str]) -> None:
         """Copies `path` from the container into the host directory `host_dir` (as `docker cp` does)."""
@@ -410,7 +520,7 @@ class DockerSandbox:
         if self._channel is not None:
             self._channel.close()
         try:
-            self._client.api.remove_container(self.container_id, force=True)
+            self._client.api.remove_container(self.container_id, force=True, v=True)
         except docker.errors.NotFound:
             pass
         except docker.errors.APIError as e:
@@ -455,9 +565,29 @@ def _reap_unstarted_orphans(client: docker.DockerClient) -> None:
         if labels.owner_is_alive((container.get("Labels") or {}).get(labels.OWNER)):
             continue
         try:
-            client.api.remove_container(container["Id"], force=True)
+            client.api.remove_container(container["Id"], force=True, v=True)
         except docker.errors.APIError:
             pass  # already going, or removed by someone else's sweep
+
+
+def _numeric_owner(user: str | None) -> tuple[int, int] | None:
+    """(uid, gid) of a numeric `user` ("65534" or "65534:65534"), which can own a tmpfs from the start."""
+    uid, _, gid = (user or "").partition(":")
+    if uid.isdigit() and (gid.isdigit() or not gid):
+        return int(uid), int(gid or uid)
+    return None
+
+
+def _tmpfs_volume(target: str, limits: Limits, owner: tuple[int, int] | None) -> docker.types.Mount:
+    """An anonymous volume backed by a size-limited tmpfs, removed with its container.
+
+    A volume rather than a plain tmpfs mount because the engine's archive calls (put_archive,
+    get_archive) see volumes but not tmpfs mounts, and copy mode needs both.
+    """
+    mode = 0o700 if owner else 0o1777  # a named user gets the root re-owned after start instead
+    options = limits.tmpfs_options(mode=mode, owner=owner)
+    driver = docker.types.DriverConfig("local", {"type": "tmpfs", "device": "tmpfs", "o": options})
+    return docker.types.Mount(target, None, type="volume", driver_config=driver)
 
 
 def _engine_cpus(client: docker.DockerClient) -> int:

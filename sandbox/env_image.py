@@ -36,7 +36,7 @@ from sandbox.images import (
 RECIPE_VERSION = 1  # bump when the steps below change what ends up in the image
 ENV_DIR = "/opt/env"  # the venv; first on PATH in the image
 WHEELHOUSE_IN_CONTAINER = "/tmp/wheelhouse"
-BUILD_LIMITS = Limits(cpus=None, memory="4g", pids=4096)
+BUILD_LIMITS = Limits(cpus=None, memory="4g", pids=4096, disk=None)  # installs write to the image
 INSTALL_SECONDS = 1800.0
 NEEDED_DISK_BYTES = 1 * GIB  # before the download; then again three times the wheelhouse
 PROBE = (
@@ -84,7 +84,7 @@ def ensure_env_image(
     check_free_disk(client, NEEDED_DISK_BYTES, scratch_dir=scratch_parent, what=f"env image {tag}")
     with (
         tempfile.TemporaryDirectory(prefix="mmx-env-") as scratch,
-        DockerSandbox.create(base, root="/", limits=BUILD_LIMITS, client=client) as sandbox,
+        DockerSandbox.create(base, root="/", limits=BUILD_LIMITS, client=client, image_build=True) as sandbox,
     ):
         target = _probe_target(sandbox)
         wheelhouse = Path(scratch, "wheelhouse")

@@ -43,7 +43,7 @@ def prune(
     report.kept = [c["Id"][:12] for c in live]
     for container in leftovers:
         try:
-            client.api.remove_container(container["Id"], force=True)
+            client.api.remove_container(container["Id"], force=True, v=True)
             report.containers.append(container["Id"][:12])
         except docker.errors.NotFound:
             pass  # auto-remove got there first

@@ -67,8 +67,12 @@ def test_exec_reports_exit_codes_timeouts_and_oom_kills(run, base_image):
         "timed_out": True,
         "oom_killed": False,
     }
+    # The memory limit also holds the sandbox's tmpfs (/workspace and /tmp, --disk each): keep them
+    # small so that 1 GiB is past the whole limit.
     hog = json.loads(
-        run("exec", "--memory", "128m", "--", "python3", "-c", "hog = bytearray(1 << 30)").stdout
+        run(
+            "exec", "--memory", "128m", "--disk", "16m", "--", "python3", "-c", "hog = bytearray(1 << 30)"
+        ).stdout
     )
     assert set(hog) == EXEC_KEYS
     assert hog["oom_killed"] is True and hog["exit_code"] == 137
