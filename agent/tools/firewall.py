@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import posixpath
 import re
 import shlex
 from collections.abc import Callable
@@ -42,7 +43,14 @@ from dataclasses import dataclass, field, replace
 
 from agent.tools.firewall_git import GitAction, GitProbe
 from agent.tools.firewall_paths import Effect, Target, Workspace, protection_reason
-from agent.tools.firewall_verbs import RISKY_VERBS, Effects, command_name, effects_of, find_results
+from agent.tools.firewall_verbs import (
+    RISKY_VERBS,
+    SHELLS,
+    Effects,
+    command_name,
+    effects_of,
+    find_results,
+)
 from agent.tools.firewall_words import Found, Unknown, parse_options
 
 MAX_NESTING = 8  # nested shell strings inside shell strings
@@ -73,6 +81,58 @@ def check_command(
         return Verdict(True)
     reasons = list(dict.fromkeys(checker.reasons))  # keep order, drop repeats
     return Verdict(False, reasons, _refusal_message(reasons, workspace.root, cwd))
+
+
+# -- the simple commands a command line runs (what permission rules match) --------------------
+
+
+@dataclass
+class SimpleCommand:
+    """One command the shell would run: its argv (variables set earlier in the line expanded, other
+    words as written) and the NAME=value words in front of it."""
+
+    argv: list[str]
+    assignments: list[str] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        """What a `bash(...)` rule matches: the words re-quoted, so `"a b"` cannot pose as two."""
+        return shlex.join([*self.assignments, *self.argv])
+
+
+@dataclass
+class CommandLine:
+    commands: list[SimpleCommand] = field(default_factory=list)
+    hidden: list[str] = field(default_factory=list)  # what reading cannot see, each saying why
+    writes: list[str] = field(default_factory=list)  # redirections that write a file, as written
+
+
+def simple_commands(command: str) -> CommandLine:
+    """Every simple command `command` would run, found by the same walk the firewall makes.
+
+    That includes the parts of `;`, `&&`, `||` and pipelines, subshells and groups, `$(...)`,
+    backticks and process substitutions, function bodies, the strings of `sh -c`, `eval` and `su -c`,
+    here-strings and documents fed to a shell, and the commands wrappers start (`timeout 5 X` gives
+    both `timeout 5 X` and `X`; also xargs, env, nice, find -exec ...). `hidden` lists what cannot be
+    seen: text bashlex cannot parse, a command named by an unknown value (`$X args`, `eval "$V"`),
+    `source FILE`, a shell reading an unknown script from stdin, code fed to an interpreter through
+    a here-document or here-string, `${X:-$(cmd)}`, and anything that touches IFS.
+    """
+    line = CommandLine()
+    workspace = Workspace(root="/", home="~", realpath=posixpath.normpath)  # lexical: no file access
+    checker = _Checker(workspace, git_probe=None, dotglob=False, seen=line)
+    checker.check_source(command, _State(cwds=frozenset(["/"])))
+    return line
+
+
+# Programs that run code read from stdin: a here-document fed to one is code nobody reviewed.
+_INTERPRETER = re.compile(
+    r"(python|pypy|perl|ruby|irb|node|nodejs|deno|bun|php|lua|luajit|R|Rscript|tclsh|wish|osascript|"
+    r"sqlite3|psql|mysql|gdb|expect|julia|guile|racket|scheme|ghci|jshell|scala|powershell|pwsh)"
+    r"[\d.]*"
+)
+_HARMLESS_OUTPUTS = re.compile(r"/dev/(null|stdout|stderr|tty|fd/\d+)")
+_WRITING_REDIRECTS = (">", ">>", ">|", "&>", "&>>", "<>", ">&")
 
 
 def _refusal_message(reasons: list[str], root: str, cwd: str) -> str:
@@ -141,32 +201,48 @@ _PASS_THROUGH_FILTERS = {"grep", "egrep", "fgrep", "sort", "uniq", "head", "tail
 
 
 class _Checker:
-    def __init__(self, workspace: Workspace, git_probe: GitProbe | None, dotglob: bool):
+    def __init__(
+        self,
+        workspace: Workspace,
+        git_probe: GitProbe | None,
+        dotglob: bool,
+        seen: CommandLine | None = None,
+    ):
         self.ws = workspace
         self.git_probe = git_probe
         self.dotglob = dotglob
         self.reasons: list[str] = []
         self.depth = 0
+        self.seen = seen  # when set, every simple command met on the walk is recorded there
+        self.sources: list[str] = []  # the shell text being walked, innermost last
+
+    def _hide(self, reason: str) -> None:
+        if self.seen is not None:
+            self.seen.hidden.append(reason)
 
     # -- entry points ----------------------------------------------------------------------
 
     def check_source(self, source: str, state: _State) -> _State:
         if self.depth > MAX_NESTING:
             self.reasons.append("shell strings nested too deeply to check")
+            self._hide("shell strings nested too deeply to read")
             return state
         self.depth += 1
+        self.sources.append(source)
         try:
             import bashlex  # imported here: building its parser costs ~0.3 s, paid on first use only
 
             try:
                 nodes = bashlex.parse(source)
             except Exception:  # bashlex raises several types for bash it does not support
+                self._hide(f"`{_clip(source)}` uses shell syntax the parser does not read")
                 return self._check_without_ast(source, state)
             for node in nodes:  # lines of a script: like `;`, an earlier cd may have failed
                 after = self.visit(node, state)
                 state = replace(after, cwds=_merged_cwds(state.cwds, after.cwds))
             return state
         finally:
+            self.sources.pop()
             self.depth -= 1
 
     # -- the AST walk ----------------------------------------------------------------------
@@ -259,7 +335,10 @@ class _Checker:
             (a.word.split("=", 1)[0], self._expand_text(a.word.split("=", 1)[1], a, state))
             for a in assignments
         ]
+        assignment_words = [a.word for a in assignments]
         if not words:
+            if assignment_words and self.seen is not None:
+                self._notice([], assignment_words, Effects(), feeds_code=False)
             for name, values in assigned:
                 state = state.with_variable(name, tuple(values))
             return state, _Stdin()
@@ -269,13 +348,37 @@ class _Checker:
             combinations = [tuple(v[0] if len(v) == 1 else Unknown("<many values>") for v in word_values)]
         new_state = None
         produced = _Stdin()
+        feeds_code = heredoc is not None or any(
+            part.kind == "redirect" and part.type == "<<<" for part in node.parts
+        )
         for argv in combinations:
             argv = list(argv)
-            self._check_argv(argv, state, stdin if heredoc is None else _Stdin(text=heredoc))
+            effects = self._check_argv(argv, state, stdin if heredoc is None else _Stdin(text=heredoc))
+            if self.seen is not None:
+                self._notice(argv, assignment_words, effects, feeds_code)
             after = self._state_after(argv, state)
             new_state = after if new_state is None else new_state.union(after)
             produced = _output_of(argv, stdin)
         return new_state or state, produced
+
+    def _notice(self, argv: list[str], assignments: list[str], effects: Effects, feeds_code: bool) -> None:
+        """Records a simple command and the commands it starts, and whatever about them is hidden."""
+        assert self.seen is not None
+        layers = [argv, *effects.runs] if argv else []
+        self.seen.commands.append(SimpleCommand(list(argv), list(assignments)))
+        self.seen.commands += [SimpleCommand(list(run)) for run in effects.runs]
+        if any("IFS" in word for word in [*assignments, *argv]):
+            self._hide("it changes IFS, which changes how every later word is split")
+        for layer in layers:
+            name = layer[0]
+            if isinstance(name, Unknown) or re.search(r"[\s*?\[\]{}$`'\"\\]", name):
+                self._hide(
+                    f"`{_clip(name)}` is not a plain command name (a variable, a pattern, split words)"
+                )
+            elif command_name(name) in ("source", "."):
+                self._hide(f"`{_clip(shlex.join(layer))}` runs a file's commands in this shell")
+            elif feeds_code and (command_name(name) in SHELLS or _INTERPRETER.fullmatch(command_name(name))):
+                self._hide(f"`{_clip(shlex.join(layer))}` runs code from a here-document or here-string")
 
     def _state_after(self, argv: list[str], state: _State) -> _State:
         name = command_name(argv[0])
@@ -317,6 +420,9 @@ class _Checker:
     def _expand_text(self, text: str, node, state: _State) -> list[str]:
         parts = getattr(node, "parts", None) or []
         substitutions = [p for p in parts if p.kind in ("commandsubstitution", "processsubstitution")]
+        for part in parts:
+            if part.kind == "parameter" and re.search(r"\$\(|`|[<>]\(", part.value or ""):
+                self._hide(f"`{_clip(text)}` hides a command inside a parameter expansion")
         for sub in substitutions:
             self.visit(sub.command, state)  # they run, so they are checked
         if not parts:
@@ -367,11 +473,19 @@ class _Checker:
         if not hasattr(output, "word"):
             return  # `>&2`: a file descriptor, not a file
         values = self._expand(output, state)
+        if (
+            self.seen is not None
+            and redirect.type in _WRITING_REDIRECTS
+            and not all(_HARMLESS_OUTPUTS.fullmatch(v) for v in values)
+            and not (redirect.type == ">&" and output.word.isdigit())
+        ):
+            start, end = redirect.pos
+            self.seen.writes.append(self.sources[-1][start:end] if self.sources else output.word)
         if redirect.type in (">", ">|", "&>") or (redirect.type == ">&" and not output.word.isdigit()):
             for value in values:
                 self._judge(Target(value, "truncate (redirect onto)", Effect.WRITE), state.cwds)
 
-    def _check_argv(self, argv: list[str], state: _State, stdin: _Stdin) -> None:
+    def _check_argv(self, argv: list[str], state: _State, stdin: _Stdin) -> Effects:
         effects = effects_of(argv, stdin.words)
         cwds = self._effective_cwds(effects, state.cwds)
         for target in effects.targets:
@@ -381,8 +495,11 @@ class _Checker:
             self._check_script(script, nested)
         if effects.reads_script_from_stdin and stdin.text is not None:
             self._check_script(stdin.text, nested)
+        elif effects.reads_script_from_stdin:
+            self._hide(f"`{_clip(shlex.join(argv))}` runs commands it reads from its input")
         for action in effects.git:
             self._check_git(action, cwds)
+        return effects
 
     def _effective_cwds(self, effects: Effects, cwds: frozenset[str | None]) -> frozenset[str | None]:
         if effects.unknown_cwd:
@@ -480,6 +597,11 @@ class _Checker:
             return Unknown(word)
         values = self._substitute(word, state) if ("$" in word or word.startswith("~")) else [word]
         return values[0] if len(values) == 1 else Unknown(word)
+
+
+def _clip(text: str, limit: int = 80) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _is_plain_pwd(node) -> bool:

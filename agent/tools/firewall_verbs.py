@@ -27,10 +27,12 @@ class Effects:
     reads_script_from_stdin: bool = False  # a shell with no -c and no script file
     unknown_cwd: bool = False  # the command runs in a directory we cannot know (env -C $X)
     chdir: str | None = None  # env -C DIR / --chdir
+    runs: list[list[str]] = field(default_factory=list)  # commands it starts: wrappers peeled, find -exec
 
     def extend(self, other: Effects) -> None:
         self.targets += other.targets
         self.scripts += other.scripts
+        self.runs += other.runs
         self.git += other.git
         self.reads_script_from_stdin |= other.reads_script_from_stdin
         self.unknown_cwd |= other.unknown_cwd
@@ -131,6 +133,8 @@ def effects_of(argv: list[str], stdin_args: list[str] | None = None) -> Effects:
         else:
             effects.extend(_verb_effects(name, args))
             return effects
+        if argv:
+            effects.runs.append(list(argv))  # the wrapped command runs too
     return effects
 
 
@@ -473,6 +477,8 @@ def _find(args: list[str]) -> Effects:
             while end < len(expression) and expression[end] not in (";", "+"):
                 end += 1
             command = [found if "{}" in w else w for w in expression[j + 1 : end]]
+            if command:
+                effects.runs.append(command)
             effects.extend(effects_of(command))
             j = end
         elif word in ("-fprint", "-fprint0", "-fprintf", "-fls") and j + 1 < len(expression):
