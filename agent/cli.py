@@ -197,7 +197,10 @@ def sessions_show(session_id: str) -> None:
     except SessionNotFound as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
-    sys.stdout.write(path.read_text(encoding="utf-8", errors="replace"))
+    from agent.tools.secrets import redact
+
+    # Written redacted; redacted again for files from older versions or another environment.
+    sys.stdout.write(redact(path.read_text(encoding="utf-8", errors="replace")))
 
 
 app.add_typer(sessions_app, name="sessions", help="Saved sessions: list them, show one.")

@@ -29,7 +29,10 @@ def take_debug_flag(argv: list[str]) -> list[str]:
 
 
 def describe(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
+    """One line for a user, with credentials from the environment redacted."""
+    from agent.tools.secrets import redact
+
+    text = redact(str(exc)).strip().splitlines()
     first = text[0] if text else ""
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
@@ -37,7 +40,9 @@ def describe(exc: BaseException) -> str:
 def report_unexpected(exc: BaseException) -> None:
     """The traceback on stderr with --debug; otherwise a hint that it can be had."""
     if debug_enabled():
-        traceback.print_exception(exc, file=sys.stderr)
+        from agent.tools.secrets import redact
+
+        print(redact("".join(traceback.format_exception(exc))), end="", file=sys.stderr)
     else:
         print("(run again with --debug for the traceback)", file=sys.stderr)
 

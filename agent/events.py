@@ -7,6 +7,8 @@ docs/event-schema.json; keep the two in step.
 
 from __future__ import annotations
 
+import json
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -158,6 +160,18 @@ _BY_TYPE: dict[str, type] = {
 
 def event_to_json(event: Any) -> dict[str, Any]:
     return asdict(event)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def json_text(data: Any, **options: Any) -> str:
+    """`json.dumps(data, ensure_ascii=False)` that any UTF-8 writer accepts: a lone surrogate (a
+    `\\ud800` in tool arguments, bytes decoded with surrogateescape) is written as its `\\u`
+    escape, which reads back as the same string. In JSON text a surrogate can only stand inside a
+    string, where the escape is valid."""
+    text = json.dumps(data, ensure_ascii=False, **options)
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def event_from_json(data: dict[str, Any]) -> Any:

@@ -7,6 +7,7 @@ lines (stream-json). Progress goes to stderr. The exit code says how the run end
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import time
@@ -26,9 +27,11 @@ from agent.events import (
     ToolCallStarted,
     ToolResultEvent,
     event_to_json,
+    json_text,
 )
 from agent.loop import EXIT_CODES
 from agent.runner import start_session
+from agent.tools.secrets import Redactor, redact
 from sandbox.base import SandboxError
 
 OUTPUT_FORMATS = ("text", "json", "stream-json")
@@ -96,9 +99,9 @@ def print_result(result: FinalResult, output_format: str, *, streamed: bool = Fa
 
     `streamed`: the final_result event already went out with the event stream (stream-json)."""
     if output_format == "json":
-        sys.stdout.write(json.dumps(result_object(result), ensure_ascii=False) + "\n")
+        sys.stdout.write(json_text(result_object(result)) + "\n")
     elif output_format == "stream-json" and not streamed:
-        sys.stdout.write(json.dumps(event_to_json(result), ensure_ascii=False) + "\n")
+        sys.stdout.write(json_text(event_to_json(result)) + "\n")
     elif output_format == "text":
         if result.status == "done":
             sys.stdout.write(result.result + ("" if result.result.endswith("\n") else "\n"))
@@ -110,6 +113,7 @@ def print_result(result: FinalResult, output_format: str, *, streamed: bool = Fa
 
 def fail_before_start(output_format: str, status: str, message: str, started: float | None = None) -> int:
     """Ends a -p run that could not start: one line on stderr, and the documented stdout."""
+    message = redact(message)  # credentials from the environment; the callers hide the backend's key
     print(f"error: {message}", file=sys.stderr)
     if output_format == "text":
         sys.stdout.flush()
@@ -130,10 +134,12 @@ def run_headless(
 ) -> int:
     started = time.monotonic()
     stdout = sys.stdout
+    key_env = settings.api_key_env
+    hide = Redactor.for_environment(extra={key_env: os.environ.get(key_env, "")} if key_env else {}).redact
     if output_format == "stream-json":
 
         def emit(event: Any) -> None:
-            stdout.write(json.dumps(event_to_json(event), ensure_ascii=False) + "\n")
+            stdout.write(json_text(event_to_json(event)) + "\n")
             stdout.flush()
     else:
         emit = ProgressPrinter(sys.stderr)
@@ -145,16 +151,18 @@ def run_headless(
             )
         except BackendError as exc:
             return fail_before_start(
-                output_format, "backend_unavailable", f"backend unavailable: {exc}", started
+                output_format, "backend_unavailable", hide(f"backend unavailable: {exc}"), started
             )
         except SandboxError as exc:
-            return fail_before_start(output_format, "error", f"sandbox unavailable: {exc}", started)
+            return fail_before_start(output_format, "error", hide(f"sandbox unavailable: {exc}"), started)
         except ValueError as exc:  # an option the backend refuses (a malformed URL, a bad tokenizer file)
-            return fail_before_start(output_format, "usage_error", str(exc), started)
+            return fail_before_start(output_format, "usage_error", hide(str(exc)), started)
         except KeyboardInterrupt:
             return fail_before_start(output_format, "cancelled", "cancelled before the run started", started)
         except Exception as exc:  # a bug: still one result, and the traceback only with --debug
-            code = fail_before_start(output_format, "error", f"internal error: {describe(exc)}", started)
+            code = fail_before_start(
+                output_format, "error", hide(f"internal error: {describe(exc)}"), started
+            )
             report_unexpected(exc)
             return code
         try:

@@ -55,9 +55,9 @@ class InteractiveApp:
         self.prompt = PromptSession(history=FileHistory(str(history)), key_bindings=bindings)
 
     def ask(self, tool: str, args: dict[str, Any]) -> bool:
-        shown = args.get("command") or args.get("path") or args
+        shown = self.session.redactor.redact(str(args.get("command") or args.get("path") or args))
         self.renderer._end_stream()
-        answer = self.prompt.prompt(f"Allow {tool} {str(shown)[:200]}? [y]es / [n]o / [a]lways for {tool}: ")
+        answer = self.prompt.prompt(f"Allow {tool} {shown[:200]}? [y]es / [n]o / [a]lways for {tool}: ")
         answer = answer.strip().lower()
         if answer.startswith("a"):
             self.session.loop.policy.allow.append(Rule(tool))
@@ -108,9 +108,12 @@ class InteractiveApp:
         elif name == "/undo":
             try:
                 done = undo(loop.ctx, int(rest or 1))
-                self.console.print(f"undone {done.undone}: " + (", ".join(done.changes) or "no file changes"))
+                changes = self.session.redactor.redact(", ".join(done.changes))
+                self.console.print(f"undone {done.undone}: " + (changes or "no file changes"))
                 for line in done.not_restored:
-                    self.console.print(Text(f"not brought back: {line}", style="yellow"))
+                    self.console.print(
+                        Text(f"not brought back: {self.session.redactor.redact(line)}", style="yellow")
+                    )
                 for note in done.notes:
                     self.console.print(Text(f"note: {note}", style="yellow"))
             except (CheckpointError, ValueError) as exc:

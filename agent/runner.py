@@ -6,6 +6,7 @@ The CLI (interactive and -p) and the eval runner all start sessions through `sta
 from __future__ import annotations
 
 import datetime
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 
 from agent.backends.base import Backend, BackendError, GenerationParams
 from agent.config import Settings, user_config_dir
+from agent.event_redaction import RedactedEvents
 from agent.events import FinalResult, SessionStart, Status, TodoUpdate, messages_from_events
 from agent.loop import AgentLoop
 from agent.permissions import PermissionPolicy, Rule
@@ -23,6 +25,7 @@ from agent.planner.todo import TodoTool
 from agent.session import SessionWriter, load_events, new_session_id
 from agent.tools.base import ToolContext
 from agent.tools.registry import all_tools
+from agent.tools.secrets import Redactor
 from agent.tools.shell_jobs import kill_all_jobs
 from sandbox.base import Sandbox, SandboxError
 
@@ -97,6 +100,7 @@ class AgentSession:
     backend: Backend
     sandbox: Sandbox
     writer: SessionWriter
+    redactor: Redactor  # everything the session writes or returns passed through it
 
     def sync_back(self) -> str | None:
         """With a copied Docker workspace: bring the run's changes back to the host workspace, and
@@ -117,7 +121,8 @@ class AgentSession:
         return diff
 
     def run(self, task: str) -> FinalResult:
-        return self.loop.run(task)
+        """The run's result, redacted like everything else that leaves the session (the diff too)."""
+        return self.redactor.redact_event(self.loop.run(task))
 
     def close(self) -> None:
         kill_all_jobs(self.loop.ctx)  # background commands do not outlive the session
@@ -139,13 +144,6 @@ def start_session(
 ) -> AgentSession:
     backend = backend or make_backend(settings, progress)
     mode = permission_mode(settings, interactive)
-    policy = PermissionPolicy(
-        mode,
-        [Rule.parse(r) for r in settings.allow],
-        [Rule.parse(r) for r in settings.deny],
-        ask,
-        shell_isolated=settings.sandbox == "docker",
-    )
     history, todos = [], []
     if resume_id:
         events = load_events(resume_id)
@@ -154,11 +152,23 @@ def start_session(
     session_id = resume_id or new_session_id()
     writer = SessionWriter(session_id)
     sandbox = sandbox or make_sandbox(settings, workspace)
-    ctx = ToolContext(sandbox, state={"todos": todos})
+    # Credentials in our environment and the sandbox's, and the backend's own key by any name.
+    redactor = Redactor.for_environment({**os.environ, **sandbox.env}, extra=backend.credentials())
+    policy = PermissionPolicy(
+        mode,
+        [Rule.parse(r) for r in settings.allow],
+        [Rule.parse(r) for r in settings.deny],
+        ask,
+        shell_isolated=settings.sandbox == "docker",
+        redact=redactor.redact,
+    )
+    ctx = ToolContext(sandbox, state={"todos": todos}, session_redactor=redactor)
 
-    def emit_all(event: Any) -> None:
+    def write_and_emit(event: Any) -> None:
         writer.write(event)
         emit(event)
+
+    emit_all = RedactedEvents(redactor, write_and_emit)
 
     window = settings.context_window or backend.context_window
     loop = AgentLoop(
@@ -183,7 +193,7 @@ def start_session(
         ),
         test_commands=settings.test_commands,
     )
-    session = AgentSession(session_id, loop, backend, sandbox, writer)
+    session = AgentSession(session_id, loop, backend, sandbox, writer, redactor)
     loop.before_result.append(session.sync_back)
     emit_all(SessionStart(session_id, str(workspace), backend.name, getattr(backend, "model", ""), mode))
     return session

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.events import event_from_json, event_to_json
+from agent.events import event_from_json, event_to_json, json_text
 
 
 def state_dir() -> Path:
@@ -44,7 +44,7 @@ class SessionWriter:
     def write(self, event: Any) -> None:
         if self._file.closed:
             return
-        self._file.write(json.dumps(event_to_json(event), ensure_ascii=False) + "\n")
+        self._file.write(json_text(event_to_json(event)) + "\n")  # never fails on a lone surrogate
         self._file.flush()
 
     def close(self) -> None:

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import docker
 
 from agent.config import Settings
-from agent.events import event_to_json
+from agent.events import event_to_json, json_text
 from agent.runner import make_backend, start_session
 from evals.environments import GIT_ENV, REPO_DIR, InstanceImage
 from evals.task import Task
@@ -182,7 +182,7 @@ class MmxAgent:
 
                 def emit(event: Any) -> None:  # the trajectory is the event stream, saved as it happens
                     with lock:
-                        out.write(json.dumps(event_to_json(event), ensure_ascii=False, default=str) + "\n")
+                        out.write(json_text(event_to_json(event), default=str) + "\n")
                         out.flush()
 
                 session = start_session(
@@ -195,8 +195,10 @@ class MmxAgent:
                         repo_dir=REPO_DIR,
                         problem_statement=task.problem_statement,
                     )
-                    result = session.loop.run(prompt)
+                    result = session.run(prompt)  # redacted, like the trajectory
                     patch = self._diff(box, instance)
+                    if patch is not None:
+                        patch = session.redactor.redact(patch)  # the patch is written and graded as is
                 finally:
                     session.close()
         finally:

@@ -30,6 +30,18 @@ class FileInfo:
     is_symlink: bool
 
 
+class OutputRedactor(Protocol):
+    """Hides secrets in command output before it is capped (agent/tools/secrets.py: Redactor)."""
+
+    def redact(self, text: str) -> str: ...
+
+    def unfinished_end(self, text: str) -> int:
+        """Where a secret cut through at the end of `text` would start (len(text): none)."""
+
+    def unfinished_start(self, text: str) -> int:
+        """Where a secret cut through at the start of `text` would end (0: none)."""
+
+
 class SandboxError(Exception):
     """A sandbox operation failed (missing file, permission, daemon error)."""
 
@@ -56,8 +68,12 @@ class Sandbox(Protocol):
         env: dict[str, str] | None = None,
         max_output: int = 1_000_000,
         confined: bool = True,
+        redactor: OutputRedactor | None = None,
     ) -> ExecResult:
         """Run `command` with bash in its own process group; on timeout kill the whole group.
+
+        `redactor` hides secrets in the output before it is cut to `max_output` (a head and a tail):
+        a secret across a cut is dropped whole, never shown in part.
 
         `confined=False` is for the project's own helper commands (git tools, checkpoints, firewall
         probes), which must write where the model's commands may not (.git, the checkpoint store) and

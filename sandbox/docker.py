@@ -32,7 +32,7 @@ import docker.errors
 import docker.types
 
 from sandbox import docker_helper, labels
-from sandbox.base import ExecResult, FileInfo, FileTooLarge, SandboxError
+from sandbox.base import ExecResult, FileInfo, FileTooLarge, OutputRedactor, SandboxError
 from sandbox.docker_channel import ChannelClosed, ChannelTimeout, HelperChannel
 from sandbox.engine import connect, require_image
 from sandbox.local import CappedOutput
@@ -322,8 +322,11 @@ class DockerSandbox:
         env: dict[str, str] | None = None,
         max_output: int = 1_000_000,
         confined: bool = True,
+        redactor: OutputRedactor | None = None,
     ) -> DockerExecResult:
-        output = CappedOutput(max_output)
+        # The helper keeps the same head and tail as this CappedOutput, which drops what may be
+        # part of a secret at the cut when it makes the text.
+        output = CappedOutput(max_output, redactor)
         request = {
             "op": "exec",
             "command": command,

@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator
 
 from sandbox import docker_helper as files
-from sandbox.base import ExecResult, FileInfo, FileTooLarge, SandboxError
+from sandbox.base import ExecResult, FileInfo, FileTooLarge, OutputRedactor, SandboxError
 
 # After TERM, how long a process group gets to exit before KILL.
 KILL_GRACE_SECONDS = 2.0
@@ -27,14 +27,18 @@ DRAIN_SECONDS = 1.0
 
 
 class CappedOutput:
-    """Keeps the first and last bytes of a stream, counting what falls in between."""
+    """Keeps the first and last bytes of a stream, counting what falls in between.
 
-    def __init__(self, limit: int):
+    With a redactor, secrets are hidden as if the whole output had been redacted before the cut:
+    the head's end and the tail's start are dropped where they may be part of a secret."""
+
+    def __init__(self, limit: int, redactor: OutputRedactor | None = None):
         self.head_limit = limit // 2
         self.tail_limit = limit - self.head_limit
         self.head = bytearray()
         self.tail = bytearray()
         self.elided = 0
+        self.redactor = redactor
 
     def add(self, chunk: bytes) -> None:
         room = self.head_limit - len(self.head)
@@ -50,11 +54,18 @@ class CappedOutput:
             self.elided += overflow
 
     def text(self) -> str:
+        redactor = self.redactor
+        if not self.elided:
+            whole = (self.head + self.tail).decode("utf-8", errors="replace")
+            return redactor.redact(whole) if redactor else whole
         head = self.head.decode("utf-8", errors="replace")
         tail = self.tail.decode("utf-8", errors="replace")
-        if not self.elided:
-            return head + tail
-        return f"{head}\n[... {self.elided} bytes elided ...]\n{tail}"
+        elided = self.elided
+        if redactor is not None:
+            cut, start = redactor.unfinished_end(head), redactor.unfinished_start(tail)
+            elided += len(head[cut:].encode()) + len(tail[:start].encode())
+            head, tail = redactor.redact(head[:cut]), redactor.redact(tail[start:])
+        return f"{head}\n[... {elided} bytes elided ...]\n{tail}"
 
 
 def _kill_group(pgid: int, sig: int) -> None:
@@ -86,6 +97,7 @@ class LocalSandbox:
         env: dict[str, str] | None = None,
         max_output: int = 1_000_000,
         confined: bool = True,
+        redactor: OutputRedactor | None = None,
     ) -> ExecResult:
         full_env = {**os.environ, **self.env, **(env or {})}
         try:
@@ -101,7 +113,7 @@ class LocalSandbox:
         except OSError as e:
             raise SandboxError(f"cannot run bash in {cwd or self.root}: {e}") from e
 
-        output = CappedOutput(max_output)
+        output = CappedOutput(max_output, redactor)
         try:
             timed_out = self._pump(proc, output, timeout)
         except BaseException:
@@ -115,9 +127,8 @@ class LocalSandbox:
         exit_code = None if timed_out else proc.returncode
         if exit_code is not None and exit_code < 0:
             exit_code = 128 - exit_code  # killed by a signal: report it the way bash does
-        return ExecResult(
-            exit_code=exit_code, output=output.text(), timed_out=timed_out, elided=output.elided
-        )
+        text = output.text()
+        return ExecResult(exit_code=exit_code, output=text, timed_out=timed_out, elided=output.elided)
 
     @staticmethod
     def _pump(proc: subprocess.Popen[bytes], output: CappedOutput, timeout: float | None) -> bool:

@@ -69,3 +69,7 @@ class Backend(Protocol):
     def stream(
         self, messages: list[Message], tools: list[dict[str, Any]], params: GenerationParams
     ) -> Iterator[BackendEvent]: ...
+
+    def credentials(self) -> dict[str, str]:
+        """{name: value} of the secrets the backend holds (its API key), so that the session can
+        redact them from everything it writes, whatever the variable holding them is called."""

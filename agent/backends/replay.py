@@ -65,6 +65,9 @@ class ReplayBackend:
         self.prompts: list[str] = []
         self._record = Path(record_prompts) if record_prompts else None
 
+    def credentials(self) -> dict[str, str]:
+        return {}
+
     def stream(
         self, messages: list[Message], tools: list[dict[str, Any]], params: GenerationParams
     ) -> Iterator[BackendEvent]:

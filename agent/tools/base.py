@@ -6,10 +6,12 @@ the model reads and whose `data` carries tool-specific structured fields.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
+from agent.tools.secrets import Redactor
 from sandbox.base import Sandbox
 
 
@@ -36,6 +38,15 @@ class ToolContext:
 
     sandbox: Sandbox
     state: dict[str, Any] = field(default_factory=dict)  # e.g. persistent cwd, background jobs
+    # A session's redactor (it knows the backend's key); without one, the environment's at each call.
+    session_redactor: Redactor | None = None
+
+    @property
+    def redactor(self) -> Redactor:
+        """Hides secrets in what the tools return."""
+        if self.session_redactor is not None:
+            return self.session_redactor
+        return Redactor.for_environment({**os.environ, **self.sandbox.env})
 
     @property
     def root(self) -> str:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import typer
 
+from agent.events import json_text
 from agent.json_limits import UnusableJson, loads_limited
 from agent.tools.base import ToolContext
 from sandbox.base import SandboxError
@@ -59,4 +60,4 @@ def tool_command(
         result = run_tool(name, parsed, ToolContext(sandbox=sandbox))
     finally:
         sandbox.close()
-    typer.echo(json.dumps(result.to_json(), ensure_ascii=False))
+    typer.echo(json_text(result.to_json()))  # a lone surrogate is escaped, never a crash

@@ -3,15 +3,15 @@
 `run_tool` never raises. An unknown tool, arguments that do not fit the tool's schema, or a
 crash inside a tool come back as a failed ToolResult whose text tells the model what to do.
 Before every mutating call (permission edit, execute or destructive) the workspace is
-checkpointed so `undo` can take the call back, and every result has credential values from the
-environment redacted before anyone sees it.
+checkpointed so `undo` can take the call back, and every result has secrets redacted (the
+context's Redactor: credential values from the environment and the backend's key) before anyone
+sees it.
 """
 
 from __future__ import annotations
 
 import difflib
 import json
-import os
 from typing import Any
 
 import jsonschema
@@ -19,9 +19,11 @@ import jsonschema
 from agent.json_limits import MAX_NESTING, UnusableJson, loads_limited, value_problem, without_lone_surrogates
 from agent.tools import checkpoints, files, git_tools, outline, repo_map, search, shell
 from agent.tools.base import Permission, Tool, ToolContext, ToolResult, openai_tool
-from agent.tools.secrets import redact, redact_data
 
 MUTATING = {Permission.EDIT, Permission.EXECUTE, Permission.DESTRUCTIVE}
+# Where tools cut long text (read_file's long lines, grep's long lines): a secret cut through there
+# must not show its first characters, so what may be part of one is dropped on both sides.
+CUT_MARKERS = ("... [line cut: ", "…[+")
 
 
 def all_tools() -> list[Tool]:
@@ -48,12 +50,14 @@ def tool_definitions(tools: list[Tool] | None = None) -> list[dict[str, Any]]:
 def run_tool(name: str, args: Any, ctx: ToolContext, tools: list[Tool] | None = None) -> ToolResult:
     """Runs one tool call; `tools` narrows or extends the set (default: all_tools())."""
     result = _run_unredacted(name, args, ctx, all_tools() if tools is None else tools)
-    # Our environment plus whatever the sandbox adds for its commands.
-    sandbox_env = getattr(ctx.sandbox, "env", None)
-    env = {**os.environ, **(sandbox_env if isinstance(sandbox_env, dict) else {})}
+    redactor = ctx.redactor
+    output = result.output
+    for marker in CUT_MARKERS:
+        if marker in output:
+            output = redactor.trim_cut(output, marker)
     # Lone surrogates (undecodable bytes of a file or a file name) cannot be encoded for any output.
-    output = without_lone_surrogates(redact(result.output, env))
-    return ToolResult(result.ok, output, without_lone_surrogates(redact_data(result.data, env)))
+    output = without_lone_surrogates(redactor.redact(output))
+    return ToolResult(result.ok, output, without_lone_surrogates(redactor.redact_data(result.data)))
 
 
 def _run_unredacted(name: str, args: Any, ctx: ToolContext, tools: list[Tool]) -> ToolResult:

@@ -111,7 +111,9 @@ class Bash:
             f'cd {q(cwd)} || exit 1\n__mmx_command={q(command)}\neval "$__mmx_command"\n'
             f"__mmx_status=$?\nprintf '\\n%s%s\\n' {q(marker)} \"$PWD\"\nexit $__mmx_status\n"
         )
-        result = ctx.sandbox.exec(script, timeout=timeout, env=COMMAND_ENV, max_output=OUTPUT_LIMIT)
+        result = ctx.sandbox.exec(
+            script, timeout=timeout, env=COMMAND_ENV, max_output=OUTPUT_LIMIT, redactor=ctx.redactor
+        )
         output, new_cwd = _split_cwd_marker(result.output, marker)
         if new_cwd:
             note += self._move_to(ctx, new_cwd)

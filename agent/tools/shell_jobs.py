@@ -101,11 +101,19 @@ def read_job(ctx: ToolContext, job: Job) -> tuple[str, str, int]:
         + 'printf "%s %s %s\\n" "$st" "$size" "$start"\n'
         + 'tail -c +$((start + 1)) "$f.out" | head -c $((size - start))\n'
     )
-    result = ctx.sandbox.exec(script, timeout=60, max_output=OUTPUT_LIMIT + 4096)
+    result = ctx.sandbox.exec(script, timeout=60, max_output=OUTPUT_LIMIT + 4096, redactor=ctx.redactor)
     header, _, output = result.output.partition("\n")
     status, size, start = header.split()
     skipped = int(start) - job.offset
     job.offset = int(size)
+    # Each read is a cut: what may be the start of a secret is left for the next read (while the
+    # job may still write the rest), and a secret cut through by skipped bytes is dropped.
+    if skipped:
+        output = output[ctx.redactor.unfinished_start(output) :]
+    if status == "running":
+        held = output[ctx.redactor.unfinished_end(output) :]
+        output = output[: len(output) - len(held)]
+        job.offset -= len(held.encode("utf-8", "surrogateescape"))
     if status.startswith("exited:"):
         status = f"exited with code {status.split(':', 1)[1]}"
     elif status == "gone":

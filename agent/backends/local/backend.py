@@ -112,6 +112,9 @@ class LocalBackend:
         self.progress = progress  # one line every few seconds while a round generates
         self.rounds = 0
 
+    def credentials(self) -> dict[str, str]:
+        return {}  # a model on this machine holds no keys
+
     def count_tokens(self, text: str) -> int:
         """Exact prompt size, for the agent's context budget."""
         return len(self.lm.tokenizer.encode(text))

@@ -223,6 +223,9 @@ class RemoteBackend:
                 continue
             return
 
+    def credentials(self) -> dict[str, str]:
+        return {self.api_key_env: self._key.reveal()} if self._key is not None else {}
+
     def close(self) -> None:
         self._client.close()
 
