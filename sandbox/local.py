@@ -8,6 +8,7 @@ atomic so a crash never leaves a torn file.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import os
 import select
@@ -58,14 +59,23 @@ class CappedOutput:
         if not self.elided:
             whole = (self.head + self.tail).decode("utf-8", errors="replace")
             return redactor.redact(whole) if redactor else whole
-        head = self.head.decode("utf-8", errors="replace")
-        tail = self.tail.decode("utf-8", errors="replace")
-        elided = self.elided
-        if redactor is not None:
-            cut, start = redactor.unfinished_end(head), redactor.unfinished_start(tail)
-            elided += len(head[cut:].encode()) + len(tail[:start].encode())
-            head, tail = redactor.redact(head[:cut]), redactor.redact(tail[start:])
-        return f"{head}\n[... {elided} bytes elided ...]\n{tail}"
+        head_bytes, tail_bytes = bytes(self.head), bytes(self.tail)
+        if redactor is None:
+            head, tail = head_bytes.decode("utf-8", "replace"), tail_bytes.decode("utf-8", "replace")
+            return f"{head}\n[... {self.elided} bytes elided ...]\n{tail}"
+        # A character split by the cut belongs to what was cut; so does a secret split by it.
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        head = decoder.decode(head_bytes)  # an unfinished last character stays in the decoder
+        skip = 0
+        while skip < min(3, len(tail_bytes)) and tail_bytes[skip] & 0xC0 == 0x80:
+            skip += 1  # continuation bytes: the rest of a character that began before the cut
+        tail = tail_bytes[skip:].decode("utf-8", "replace")
+        cut, start = redactor.unfinished_end(head), redactor.unfinished_start(tail)
+        elided = self.elided + len(decoder.getstate()[0]) + skip
+        elided += len(head[cut:].encode()) + len(tail[:start].encode())
+        return (
+            f"{redactor.redact(head[:cut])}\n[... {elided} bytes elided ...]\n{redactor.redact(tail[start:])}"
+        )
 
 
 def _kill_group(pgid: int, sig: int) -> None:

@@ -371,7 +371,7 @@ class _Checker:
             self._hide("it changes IFS, which changes how every later word is split")
         for layer in layers:
             name = layer[0]
-            if isinstance(name, Unknown) or re.search(r"[\s*?\[\]{}$`'\"\\]", name):
+            if isinstance(name, Unknown) or (name != "[" and re.search(r"[\s*?\[\]{}$`'\"\\]", name)):
                 self._hide(
                     f"`{_clip(name)}` is not a plain command name (a variable, a pattern, split words)"
                 )

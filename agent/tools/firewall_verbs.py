@@ -130,6 +130,10 @@ def effects_of(argv: list[str], stdin_args: list[str] | None = None) -> Effects:
         elif name == "eval":
             effects.scripts.append(" ".join(args))
             return effects
+        elif name == "trap":
+            action = [a for a in args if a != "--"][:1]  # `trap 'CODE' EXIT` runs CODE later
+            effects.scripts += [a for a in action if not a.startswith("-") and a != ""]
+            return effects
         else:
             effects.extend(_verb_effects(name, args))
             return effects

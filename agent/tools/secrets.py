@@ -121,14 +121,10 @@ class Redactor:
         return 0
 
     def trim_cut(self, text: str, cut: str) -> str:
-        """`text` with the characters next to each occurrence of the marker `cut` dropped where they
-        may be part of a secret that the tool cut through, then redacted."""
+        """`text` redacted, and where the marker `cut` follows text a tool shortened, without the
+        characters before it that may begin a secret the tool cut through."""
         pieces = text.split(cut)
-        for i in range(len(pieces)):
-            if i < len(pieces) - 1:
-                pieces[i] = pieces[i][: self.unfinished_end(pieces[i])]
-            if i > 0:
-                pieces[i] = pieces[i][self.unfinished_start(pieces[i]) :]
+        pieces[:-1] = [piece[: self.unfinished_end(piece)] for piece in pieces[:-1]]
         return self.redact(cut.join(pieces))
 
     def stream(self) -> RedactingStream:

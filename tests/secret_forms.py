@@ -1,0 +1,81 @@
+"""One check for every output stream: does a secret appear in it, in any form the redactor promises
+to catch (docs/safety.md, "Secret redaction")?
+
+Written apart from agent/tools/secrets.py on purpose: the forms are spelled out by the standard
+library's own encoders, so a redactor that missed one would be caught here.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import urllib.parse
+from pathlib import Path
+
+# A secret with every character that quoting treats specially: \, ", ', /, +, =, %, non-ASCII.
+SECRET = "mmxK3y\\\"Q'é€/+=%-Zp9-0123456789-tail"
+
+
+def forms(secret: str = SECRET) -> dict[str, str]:
+    """Every form of `secret` that must not appear, by name."""
+    raw = secret.encode()
+    found = {
+        "raw": secret,
+        "json": json.dumps(secret, ensure_ascii=False)[1:-1],
+        "json ascii": json.dumps(secret)[1:-1],
+        "json of json": json.dumps(json.dumps(secret))[1:-1],
+        "repr": repr(secret)[1:-1],
+        "ascii": ascii(secret)[1:-1],
+        "repr of repr": repr(repr(secret))[1:-1],
+        "repr of a dict (print(os.environ))": repr({"K": secret}).split(": ", 1)[1][1:-2],
+        "json of repr": json.dumps(repr(secret))[2:-2],
+        "bytes repr": repr(raw)[2:-1],
+        "url": urllib.parse.quote(secret, safe=""),
+        "url, lower-case escapes": "%".join(
+            part[:2].lower() + part[2:] if i else part
+            for i, part in enumerate(urllib.parse.quote(secret, safe="").split("%"))
+        ),
+        "url, form encoding": urllib.parse.quote_plus(secret),
+        "url, path-safe": urllib.parse.quote(secret),
+        "hex": raw.hex(),
+        "HEX": raw.hex().upper(),
+    }
+    for alignment in range(3):
+        for name, encode in (("base64", base64.b64encode), ("urlsafe base64", base64.urlsafe_b64encode)):
+            # Only the characters made of the secret's bits alone: the rest depend on its neighbours.
+            encoded = encode(b"\0" * alignment + raw + b"\0\0").decode()
+            first, last = -(-8 * alignment // 6), 8 * (alignment + len(raw)) // 6
+            found[f"{name}, alignment {alignment}"] = encoded[first:last]
+    for name, encode in (("base64", base64.b64encode), ("urlsafe base64", base64.urlsafe_b64encode)):
+        found[f"{name}, padded"] = encode(raw).decode()
+    return found
+
+
+def all_forms_text(secret: str = SECRET) -> str:
+    """A text with every form, one per line, the base64 ones inside longer encoded texts."""
+    lines = list(forms(secret).values())
+    for prefix in (b"", b"x", b"xy"):
+        lines.append(base64.b64encode(prefix + secret.encode() + b"\n").decode())
+        lines.append(base64.urlsafe_b64encode(prefix + secret.encode()).decode().rstrip("="))
+    return "\n".join(lines) + "\n"
+
+
+def leaks(text: str, secret: str = SECRET, *, prefix: int = 6) -> list[str]:
+    """The forms of `secret` found in `text`, and whether its first or last `prefix` characters are
+    there (a secret cut in two must not show either piece)."""
+    found = [name for name, form in forms(secret).items() if form in text]
+    if secret[:prefix] in text:
+        found.append(f"its first {prefix} characters")
+    if secret[-prefix:] in text:
+        found.append(f"its last {prefix} characters")
+    return found
+
+
+def leaks_in_files(directory: Path, secret: str = SECRET) -> dict[str, list[str]]:
+    """{file: leaks} for every file under `directory` that shows the secret."""
+    found = {}
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        hits = leaks(path.read_bytes().decode("utf-8", "replace"), secret)
+        if hits:
+            found[str(path)] = hits
+    return found
