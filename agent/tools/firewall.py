@@ -329,6 +329,7 @@ class _Checker:
                 self._check_redirect(part, state)
                 if part.type in ("<<", "<<-") and getattr(part, "heredoc", None) is not None:
                     heredoc = part.heredoc.value.rsplit("\n", 1)[0]
+                    self._check_heredoc_substitutions(heredoc, state)
                 elif part.type == "<<<":
                     stdin = _Stdin(text=self._expand_single(part.output, state))
         assigned = [
@@ -360,6 +361,16 @@ class _Checker:
             new_state = after if new_state is None else new_state.union(after)
             produced = _output_of(argv, stdin)
         return new_state or state, produced
+
+    def _check_heredoc_substitutions(self, body: str, state: _State) -> None:
+        """A here-document with an unquoted delimiter (bashlex reads no other kind) is expanded:
+        its `$(...)` and backticks run. Checked like the fallback's substitutions; kept hidden from
+        permission rules too, as finding them without a parser can be fooled."""
+        if "$(" not in body and "`" not in body:
+            return
+        for inner in _substitution_bodies(body):
+            self.check_source(inner, state)
+        self._hide("a here-document runs the commands in its `$(...)` or backticks")
 
     def _notice(self, argv: list[str], assignments: list[str], effects: Effects, feeds_code: bool) -> None:
         """Records a simple command and the commands it starts, and whatever about them is hidden."""

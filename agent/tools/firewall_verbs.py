@@ -77,6 +77,8 @@ _WRAPPERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "unbuffer": ("", ()),
     "chronic": ("", ()),
     "time": ("fo", ("format", "output")),
+    "strace": ("abeEIoOpPsSuX", ("output", "trace", "signal", "string-limit", "user", "env", "attach")),
+    "ltrace": ("aAeEnopsSuxX", ("output", "library")),
 }
 
 
@@ -106,6 +108,12 @@ def effects_of(argv: list[str], stdin_args: list[str] | None = None) -> Effects:
             argv = _after_options(args, "", ("cpu-list",))[1:]  # then a priority or a mask
         elif name == "busybox":
             argv = args
+        elif name == "chroot":
+            argv = _after_options(args, "", ("userspec", "groups"))[1:]  # then the new root
+        elif name == "script":
+            parsed_script = parse_options(args, "cEIOBTt", ("command", "echo", "log-in", "log-out", "timing"))
+            effects.scripts += parsed_script.values.get("c", []) + parsed_script.values.get("command", [])
+            return effects
         elif name == "flock":
             argv = _after_options(args, "wE", ("wait", "timeout", "conflict-exit-code"))[
                 1:
