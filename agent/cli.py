@@ -197,10 +197,16 @@ def sessions_show(session_id: str) -> None:
     except SessionNotFound as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
-    from agent.tools.secrets import redact
+    from agent.events import json_text
+    from agent.tools.secrets import Redactor
 
     # Written redacted; redacted again for files from older versions or another environment.
-    sys.stdout.write(redact(path.read_text(encoding="utf-8", errors="replace")))
+    redactor = Redactor.for_environment()
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            sys.stdout.write(json_text(redactor.redact_data(json.loads(line))) + "\n")
+        except json.JSONDecodeError:
+            sys.stdout.write(redactor.redact(line) + "\n")
 
 
 app.add_typer(sessions_app, name="sessions", help="Saved sessions: list them, show one.")

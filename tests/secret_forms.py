@@ -52,18 +52,33 @@ def forms(secret: str = SECRET) -> dict[str, str]:
 
 
 def all_forms_text(secret: str = SECRET) -> str:
-    """A text with every form, one per line, the base64 ones inside longer encoded texts."""
+    """A text with every form, one per line; the base64 ones also inside longer encoded texts and
+    wrapped (as `base64` prints them), the hex ones also spaced and wrapped (`od`, `xxd -p`)."""
+    raw = secret.encode()
     lines = list(forms(secret).values())
     for prefix in (b"", b"x", b"xy"):
-        lines.append(base64.b64encode(prefix + secret.encode() + b"\n").decode())
-        lines.append(base64.urlsafe_b64encode(prefix + secret.encode()).decode().rstrip("="))
+        lines.append(base64.b64encode(prefix + raw + b"\n").decode())
+        lines.append(base64.urlsafe_b64encode(prefix + raw).decode().rstrip("="))
+        lines.append(base64.encodebytes(b"-" * 40 + prefix + raw * 2).decode())  # wrapped at 76
+    lines.append(" ".join(f"{byte:02x}" for byte in raw))
+    hexed = (b"-" * 7 + raw).hex()
+    lines.append("\n".join(hexed[i : i + 60] for i in range(0, len(hexed), 60)))
     return "\n".join(lines) + "\n"
 
 
 def leaks(text: str, secret: str = SECRET, *, prefix: int = 6) -> list[str]:
-    """The forms of `secret` found in `text`, and whether its first or last `prefix` characters are
-    there (a secret cut in two must not show either piece)."""
-    found = [name for name, form in forms(secret).items() if form in text]
+    """The forms of `secret` found in `text` (base64 also across line breaks, hex also across
+    spacing), and whether its first or last `prefix` characters are there (a secret cut in two
+    must not show either piece)."""
+    unwrapped = text.replace("\r", "").replace("\n", "")
+    packed = "".join(text.split()).replace(":", "")
+    found = [
+        name
+        for name, form in forms(secret).items()
+        if form in text
+        or ("base64" in name and form in unwrapped)
+        or (name.lower() == "hex" and form in packed)
+    ]
     if secret[:prefix] in text:
         found.append(f"its first {prefix} characters")
     if secret[-prefix:] in text:

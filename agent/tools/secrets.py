@@ -7,13 +7,16 @@ redacting "1" or "true" everywhere would wreck ordinary text and protect nothing
 
 One `Redactor` per session replaces each of them with `[REDACTED:NAME]` in tool results, in every
 event (so stdout in every format, the session file, eval trajectories and the terminal UI), in the
-result's diff and in refusal messages. It finds a secret:
-- as written, or with any of its characters escaped the way JSON, Python's repr/ascii of str and
-  bytes, `printf %q` or URL encoding write them, in any mix, with the backslashes doubled up to
-  eight deep (`print(os.environ)` doubles them; JSON of that doubles them again);
-- as the hex of its UTF-8 bytes, in either case;
-- as base64, standard and URL-safe, in all three alignments (a secret in the middle of a longer
-  encoded text), padded or not, wrapped across lines.
+result's diff and in refusal messages. It looks for each secret in these forms, as literal strings
+(fast: `str.find`, however many secrets the environment holds):
+- as written; escaped once or twice over by JSON (ASCII or not, `\\/` or `/`, upper- or
+  lower-case hex) and Python's repr and ascii (`print(os.environ)` doubles a backslash; JSON of
+  that doubles it again); Python's repr of its UTF-8 bytes;
+- URL-encoded: every character, or all but the unreserved ones, `/`, or JavaScript's
+  encodeURIComponent set; `+` for spaces or not; upper- or lower-case hex;
+- the hex of its UTF-8 bytes, either case, also split by spaces, colons or line breaks;
+- base64, standard and URL-safe, in all three alignments (inside a longer encoded text only the
+  characters made of the secret's bits alone are its own), padded or not, wrapped across lines.
 
 Output that arrives in pieces (model deltas, a command's output cut to a head and a tail, reads of a
 background job) is redacted with `unfinished_end`/`unfinished_start`: the end of a piece that could
@@ -28,18 +31,19 @@ from __future__ import annotations
 import base64
 import dataclasses
 import functools
+import json
 import os
-from collections.abc import Mapping
+import re
+import string
+import urllib.parse
+from collections.abc import Callable, Mapping
 from typing import Any
 
-import regex
-
-CREDENTIAL_NAME = regex.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL", regex.IGNORECASE)
+CREDENTIAL_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
 MIN_SECRET_LENGTH = 6
-
-_BACKSLASHES = r"\\{1,8}"  # one escape, doubled by each further layer of quoting
-_NAMED_ESCAPES = {"\n": "n", "\t": "t", "\r": "r", "\b": "b", "\f": "f", "\v": "v", "\0": "0", "\a": "a"}
-_LINE_BREAK = r"(?:\r?\n)?"  # base64 tools wrap long output
+# Characters left out before looking for a form: base64 and hex tools wrap and space their output.
+_UNWRAPPED = "\r\n"
+_PACKED = string.whitespace + ":"
 
 
 def secret_values(env: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -58,15 +62,13 @@ class Redactor:
     def __init__(self, secrets: Mapping[str, str]) -> None:
         """`secrets`: {value: name}."""
         self.secrets = dict(secrets)
-        self._names: dict[str, str] = {}
-        alternatives = []
-        # Longest first, so a value that contains another one is replaced whole.
-        for i, value in enumerate(sorted(self.secrets, key=lambda v: (-len(v), v))):
-            self._names[f"s{i}"] = self.secrets[value]
-            alternatives.append(f"(?P<s{i}>{_value_pattern(value)})")
-        source = "|".join(alternatives)
-        self._pattern = regex.compile(source) if source else None
-        self._backwards = regex.compile(source, regex.REVERSE) if source else None
+        # {characters left out: {form: name}}; longer values first, so they name what they contain.
+        self._forms: dict[str, dict[str, str]] = {"": {}, _UNWRAPPED: {}, _PACKED: {}}
+        for value in sorted(self.secrets, key=len, reverse=True):
+            plain, wrapped, spaced = _forms(value)
+            for drop, forms in (("", plain), (_UNWRAPPED, wrapped), (_PACKED, spaced)):
+                for form in forms:
+                    self._forms[drop].setdefault(form, self.secrets[value])
 
     @classmethod
     def for_environment(cls, env: Mapping[str, str] | None = None, extra: Mapping[str, str] = ()) -> Redactor:
@@ -79,9 +81,17 @@ class Redactor:
         return _cached(tuple(sorted(secrets.items())))
 
     def redact(self, text: str) -> str:
-        if self._pattern is None or not text:
+        if not self.secrets or not text:
             return text
-        return self._pattern.sub(self._replacement, text)
+        spans = self._spans(text)
+        if not spans:
+            return text
+        out, position = [], 0
+        for start, end, name in spans:
+            out += [text[position:start], f"[REDACTED:{name}]"]
+            position = end
+        out.append(text[position:])
+        return "".join(out)
 
     def redact_data(self, value: Any) -> Any:
         """`redact` applied to every string inside nested dicts (keys too) and lists."""
@@ -95,7 +105,7 @@ class Redactor:
 
     def redact_event(self, event: Any) -> Any:
         """A copy of a dataclass event with every field redacted."""
-        if self._pattern is None or not dataclasses.is_dataclass(event):
+        if not self.secrets or not dataclasses.is_dataclass(event):
             return event
         changes = {
             f.name: self.redact_data(getattr(event, f.name)) for f in dataclasses.fields(event) if f.init
@@ -103,22 +113,14 @@ class Redactor:
         return dataclasses.replace(event, **changes)
 
     def unfinished_end(self, text: str) -> int:
-        """Where a secret that `text` may have been cut through at its end starts (len(text): none)."""
-        if self._pattern is None:
-            return len(text)
-        for match in self._pattern.finditer(text, partial=True):
-            if match.partial and match.start() < len(text):
-                return match.start()
-        return len(text)
+        """Where a secret that `text` may have been cut through at its end starts (len(text): none).
+
+        Never inside a secret that is whole in `text`: that one is redacted whole."""
+        return min(self._cut_candidates(text, at_end=True), default=len(text))
 
     def unfinished_start(self, text: str) -> int:
         """Where a secret that `text` may have been cut through at its start ends (0: none)."""
-        if self._backwards is None:
-            return 0
-        for match in self._backwards.finditer(text, partial=True):
-            if match.partial and match.start() == 0 and match.end() > 0:
-                return match.end()
-        return 0
+        return max(self._cut_candidates(text, at_end=False), default=0)
 
     def trim_cut(self, text: str, cut: str) -> str:
         """`text` redacted, and where the marker `cut` follows text a tool shortened, without the
@@ -130,8 +132,52 @@ class Redactor:
     def stream(self) -> RedactingStream:
         return RedactingStream(self)
 
-    def _replacement(self, match: regex.Match) -> str:
-        return f"[REDACTED:{self._names[match.lastgroup]}]"
+    # -- finding forms ---------------------------------------------------------------------------
+
+    def _spans(self, text: str) -> list[tuple[int, int, str]]:
+        """(start, end, name) of every form found, overlapping ones merged."""
+        found = []
+        for drop, forms in self._forms.items():
+            view, position_of = _view(text, drop)
+            for form, name in forms.items():
+                start = view.find(form)
+                while start != -1:
+                    found.append((position_of(start), position_of(start + len(form) - 1) + 1, name))
+                    start = view.find(form, start + 1)
+        found.sort(key=lambda span: (span[0], -span[1]))
+        merged: list[tuple[int, int, str]] = []
+        for start, end, name in found:
+            if merged and start < merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(end, merged[-1][1]), merged[-1][2])
+            else:
+                merged.append((start, end, name))
+        return merged
+
+    def _cut_candidates(self, text: str, *, at_end: bool) -> list[int]:
+        """Positions where `text` may have been cut through a form: the start of a proper prefix of
+        one that ends `text` (at_end), or the end of a proper suffix of one that starts it."""
+        if not self.secrets or not text:
+            return []
+        candidates = []
+        for drop, forms in self._forms.items():
+            view, position_of = _view(text, drop)
+            if not view:
+                continue
+            for form in forms:
+                if at_end:  # a proper prefix of the form ends the view: it ends in the view's last char
+                    j = form.rfind(view[-1], 0, len(form) - 1)
+                    while j != -1:
+                        if view.endswith(form[: j + 1]):
+                            candidates.append(position_of(len(view) - j - 1))
+                        j = form.rfind(view[-1], 0, j)
+                else:  # a proper suffix of the form opens the view: it starts with the view's first char
+                    j = form.find(view[0], 1)
+                    while j != -1:
+                        if view.startswith(form[j:]):
+                            candidates.append(position_of(len(form) - j - 1) + 1)
+                        j = form.find(view[0], j + 1)
+        whole = self._spans(text)
+        return [c for c in candidates if not any(start < c < end for start, end, _ in whole)]
 
 
 class RedactingStream:
@@ -166,63 +212,53 @@ def redact_data(value: Any, env: Mapping[str, str] | None = None) -> Any:
     return Redactor.for_environment(env).redact_data(value)
 
 
-# -- the patterns -----------------------------------------------------------------------------
+# -- the forms ------------------------------------------------------------------------------------
+
+# Each writes a string with its quotes: JSON (ASCII or not), Python's repr and ascii.
+_QUOTERS: list[Callable[[str], str]] = [
+    lambda s: json.dumps(s, ensure_ascii=False),
+    json.dumps,
+    repr,
+    ascii,
+]
+_JS_URI_SAFE = "-_.!~*'()"
 
 
-def _value_pattern(value: str) -> str:
+def _forms(value: str) -> tuple[set[str], set[str], set[str]]:
+    """(forms as they appear, base64 forms (line breaks left out), hex forms (spacing left out))."""
     raw = value.encode("utf-8", "surrogateescape")
-    forms = [
-        *(regex.escape(form) for form in _base64_whole(raw)),
-        "".join(_character(c) for c in value),
-        f"(?i:{raw.hex()})",
-        *(_LINE_BREAK.join(regex.escape(c) for c in core) for core in _base64_cores(raw)),
-    ]
-    return "|".join(f"(?:{form})" for form in forms)
-
-
-def _character(c: str) -> str:
-    """Every way the character may be written: as is, or escaped by one of the usual quotings."""
-    data = c.encode("utf-8", "surrogateescape")
-    code = ord(c)
-    escape = _BACKSLASHES
-    forms = [regex.escape(c), "".join(f"%(?i:{b:02x})" for b in data)]
-    if c == " ":
-        forms.append(r"\+")
-    if c == "\\":
-        forms.append(escape)
-    forms.append(escape + regex.escape(c))  # \" \' \/ ...
-    if code < 0x10000:
-        forms.append(f"{escape}u(?i:{code:04x})")
-    else:
-        high, low = 0xD800 + ((code - 0x10000) >> 10), 0xDC00 + ((code - 0x10000) & 0x3FF)
-        forms.append(f"{escape}u(?i:{high:04x}){escape}u(?i:{low:04x})")
-    forms.append(f"{escape}U(?i:{code:08x})")
-    if code < 0x100:
-        forms.append(f"{escape}x(?i:{code:02x})")
-    forms.append("".join(f"{escape}x(?i:{b:02x})" for b in data))  # Python's repr of bytes
-    forms.append("".join(f"{escape}{b:03o}" for b in data))  # printf %q, $'...'
-    if c in _NAMED_ESCAPES:
-        forms.append(escape + _NAMED_ESCAPES[c])
-    return "(?:" + "|".join(dict.fromkeys(forms)) + ")"
-
-
-def _base64_whole(raw: bytes) -> list[str]:
-    """The encodings of the value on its own, padding included (longest alternatives go first)."""
-    forms = []
+    quoted = {quote(value) for quote in _QUOTERS}
+    once = {text[1:-1] for text in quoted}
+    core = {value, *once, *(quote(text)[1:-1] for text in once for quote in _QUOTERS)}
+    # Quoted twice, the inner quotes can change how the outer quoting escapes the value ("x'" in
+    # repr of repr is "x\\'"): then the form must include them.
+    with_quotes = {quote(text)[1:-1] for text in quoted for quote in _QUOTERS}
+    plain = core | {text for text in with_quotes if not any(form in text for form in core)}
+    plain.add(repr(raw)[2:-1])
+    plain |= {form.replace("/", "\\/") for form in plain}  # JSON may escape the slash
+    plain |= {re.sub(r"\\u[0-9a-f]{4}", lambda m: "\\u" + m.group()[2:].upper(), form) for form in plain}
+    url = {
+        urllib.parse.quote(raw, safe=""),
+        urllib.parse.quote(raw),
+        urllib.parse.quote(raw, safe=_JS_URI_SAFE),
+        urllib.parse.quote_plus(raw),
+        urllib.parse.quote_plus(raw, safe=_JS_URI_SAFE),
+        "".join(f"%{byte:02X}" for byte in raw),
+    }
+    plain |= url | {re.sub(r"%[0-9A-F]{2}", lambda m: m.group().lower(), form) for form in url}
+    wrapped = set()
     for encode in (base64.b64encode, base64.urlsafe_b64encode):
         encoded = encode(raw).decode()
-        forms += [encoded, encoded.rstrip("=")]
-    return sorted(set(forms), key=len, reverse=True)
+        wrapped |= {encoded, encoded.rstrip("=")}
+        for offset in range(3):  # inside a longer text: only the characters of the value's own bits
+            first, last = -(-8 * offset // 6), 8 * (offset + len(raw)) // 6
+            wrapped.add(encode(b"\0" * offset + raw + b"\0\0").decode()[first:last])
+    return plain, wrapped, {raw.hex(), raw.hex().upper()}
 
 
-def _base64_cores(raw: bytes) -> list[str]:
-    """The characters that depend on the value's bits alone, for each of the three alignments it
-    can have inside a longer encoded text."""
-    cores = []
-    for offset in range(3):
-        first = -(-8 * offset // 6)  # the first character made of the value's bits only
-        last = 8 * (offset + len(raw)) // 6  # one past the last such character
-        for encode in (base64.b64encode, base64.urlsafe_b64encode):
-            encoded = encode(b"\0" * offset + raw + b"\0\0").decode()
-            cores.append(encoded[first:last])
-    return list(dict.fromkeys(cores))
+def _view(text: str, drop: str) -> tuple[str, Callable[[int], int]]:
+    """`text` without the characters in `drop`, and the map from its positions back to `text`'s."""
+    if not drop or not any(c in text for c in drop):
+        return text, lambda i: i
+    kept = [i for i, c in enumerate(text) if c not in drop]
+    return "".join(text[i] for i in kept), kept.__getitem__

@@ -97,6 +97,13 @@ def test_a_secret_cut_at_the_head_or_the_tail_shows_no_piece():
             assert "bytes elided" in text
 
 
+def test_a_whole_secret_at_the_end_is_not_taken_for_a_cut_one():
+    redactor = Redactor({"abcabc": "K"})
+    assert redactor.unfinished_end("x abcabc") == len("x abcabc")
+    assert redactor.unfinished_end("x abcabcab") == len("x abcabc")
+    assert redactor.unfinished_start("bcabc y") == len("bcabc")
+
+
 def test_output_below_the_cap_is_redacted_whole():
     capped = CappedOutput(10_000, Redactor({SECRET: "K"}))
     capped.add(f"x {SECRET} y".encode())
