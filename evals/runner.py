@@ -31,6 +31,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from agent.backends.base import BackendError
+from agent.tools.secrets import redact
 from evals import reports
 from evals.agents import Agent, AgentOutput
 from evals.environments import EnvironmentBuilder, EnvironmentBuildError, InstanceImage
@@ -284,9 +285,9 @@ class EvalRunner:
         try:
             return self._job(run, task, started)
         except Exception as e:  # a bug must cost one job, not the run: record it as such
-            detail = "".join(traceback.format_exception(e))
+            detail = redact("".join(traceback.format_exception(e)))
             self._progress(f"run {run} {task.instance_id}: harness error:\n{detail}")
-            grade = infra(task.instance_id, "harness", f"{type(e).__name__}: {e}")
+            grade = infra(task.instance_id, "harness", redact(f"{type(e).__name__}: {e}"))
             self._save(run_dir(self.options.output, run) / task.instance_id, grade, key=None, instance=None)
             return JobResult(
                 run, task.instance_id, False, grade.infra_failure, False, time.monotonic() - started

@@ -21,9 +21,9 @@ from agent.tools import checkpoints, files, git_tools, outline, repo_map, search
 from agent.tools.base import Permission, Tool, ToolContext, ToolResult, openai_tool
 
 MUTATING = {Permission.EDIT, Permission.EXECUTE, Permission.DESTRUCTIVE}
-# Where tools cut long text (read_file's long lines, grep's long lines): a secret cut through there
-# must not show its first characters, so what may be part of one is dropped on both sides.
-CUT_MARKERS = ("... [line cut: ", "…[+")
+# Where tools cut long text (read_file's and grep's long lines, git's long diffs): a secret cut
+# through there must not show its first characters, so what may begin one is dropped.
+CUT_MARKERS = ("... [line cut: ", "…[+", "\n[diff truncated: ", "\n[output truncated: ")
 
 
 def all_tools() -> list[Tool]:

@@ -41,6 +41,7 @@ from typing import Any
 
 CREDENTIAL_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
 MIN_SECRET_LENGTH = 6
+MULTI_LINE_PART = 16  # lines of a multi-line secret at least this long are secrets of their own
 # Characters left out before looking for a form: base64 and hex tools wrap and space their output.
 _UNWRAPPED = "\r\n"
 _PACKED = string.whitespace + ":"
@@ -62,6 +63,12 @@ class Redactor:
     def __init__(self, secrets: Mapping[str, str]) -> None:
         """`secrets`: {value: name}."""
         self.secrets = dict(secrets)
+        for value, name in list(self.secrets.items()):
+            # A multi-line secret (a PEM key) is shown line by line too (read_file numbers each line;
+            # a window of lines shows some): each line that looks secret on its own is one.
+            for line in value.splitlines():
+                if len(line.strip()) >= MULTI_LINE_PART and not any(c.isspace() for c in line.strip()):
+                    self.secrets.setdefault(line.strip(), name)
         # {characters left out: {form: name}}; longer values first, so they name what they contain.
         self._forms: dict[str, dict[str, str]] = {"": {}, _UNWRAPPED: {}, _PACKED: {}}
         for value in sorted(self.secrets, key=len, reverse=True):

@@ -123,3 +123,13 @@ def test_text_cut_by_a_tool_marker_drops_what_may_be_a_secret():
     redactor = Redactor({SECRET: "K"})
     cut = redactor.trim_cut(f"line {SECRET[:9]}... [line cut: 40 more characters]\nnext", "... [line cut: ")
     assert cut == "line ... [line cut: 40 more characters]\nnext"
+
+
+def test_each_line_of_a_multi_line_secret_is_secret():
+    body = ["MIIEvQIBADANBgkqhkiG9w0BAQEFAASC", "BKcwggSjAgEAAoIBAQC7VJTUt9Us8cKj"]
+    pem = "-----BEGIN PRIVATE KEY-----\n" + "\n".join(body) + "\n-----END PRIVATE KEY-----\n"
+    redactor = Redactor.for_environment({"TLS_KEY": pem})
+    shown = redactor.redact(
+        "     1\t-----BEGIN PRIVATE KEY-----\n     2\t" + body[0] + "\n     3\t" + body[1]
+    )
+    assert body[0] not in shown and body[1] not in shown and "-----BEGIN PRIVATE KEY-----" in shown
