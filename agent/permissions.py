@@ -25,6 +25,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import re
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -73,14 +74,14 @@ class Rule:
         return self.argument is None or fnmatch.fnmatchcase(command.text, self.argument)
 
     def denies(self, command: SimpleCommand) -> bool:
-        """Generously: also `/bin/rm` and `\\rm` as `rm`, and words joined without quoting."""
+        """Generously: with and without its NAME=value words, `/bin/rm` and `\\rm` as `rm` too, and
+        words joined with and without quoting."""
         if self.argument is None:
             return True
-        argv = [*command.assignments, *command.argv]
-        spellings = {command.text, " ".join(argv)}
-        if command.argv:
-            bare = [*command.assignments, command_name(command.argv[0]), *command.argv[1:]]
-            spellings |= {SimpleCommand(bare).text, " ".join(bare)}
+        spellings = set()
+        for words in ([*command.assignments, *command.argv], command.argv):
+            bare = [command_name(words[0]), *words[1:]] if words else words
+            spellings |= {shlex.join(words), " ".join(words), shlex.join(bare), " ".join(bare)}
         return any(fnmatch.fnmatchcase(text, self.argument) for text in spellings)
 
 

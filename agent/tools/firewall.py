@@ -503,6 +503,8 @@ class _Checker:
             self._judge(target, cwds)
         nested = replace(state, cwds=cwds)
         for script in effects.scripts:
+            if isinstance(script, Unknown):
+                self._hide(f"`{_clip(shlex.join(argv))}` runs shell code known only when it runs")
             self._check_script(script, nested)
         if effects.reads_script_from_stdin and stdin.text is not None:
             self._check_script(stdin.text, nested)

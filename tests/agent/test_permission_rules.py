@@ -186,6 +186,9 @@ DENIED_BY_RM = [
     "(cd sub; rm x)",
     "true && { rm x; }",
     "trap 'rm x' EXIT",
+    "X=1 rm x",
+    "LC_ALL=C /usr/bin/rm -f x",
+    "echo 'rm x' | xargs -I{} sh -c {}",
     "$CMD x",  # cannot be checked against the rule
     "if [[ -f x ]]; then rm x; fi",
 ]
