@@ -118,3 +118,22 @@ def test_mmx_agent_tool_prints_a_result_with_surrogates_as_json(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["ok"] is True
+
+
+def test_the_terminal_ui_shows_redacted_events_only():
+    import io
+
+    from rich.console import Console
+
+    from agent.event_redaction import RedactedEvents
+    from agent.events import TextDelta, ToolCallStarted, ToolResultEvent
+    from agent.tools.secrets import Redactor
+    from agent.ui import ConsoleRenderer
+
+    screen = io.StringIO()
+    show = RedactedEvents(Redactor({SECRET: "API_KEY"}), ConsoleRenderer(Console(file=screen, width=400)))
+    for piece in ("The key: ", SECRET[:5], SECRET[5:20], SECRET[20:], " ok"):  # streamed in pieces
+        show(TextDelta(piece))
+    show(ToolCallStarted("1", "bash", {"command": f"echo {SECRET}"}))
+    show(ToolResultEvent("1", "bash", True, f"{SECRET}\n{all_forms_text()}"))
+    assert leaks(screen.getvalue()) == [] and "[REDACTED:API_KEY]" in screen.getvalue()
