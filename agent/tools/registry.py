@@ -23,7 +23,7 @@ from agent.tools.base import Permission, Tool, ToolContext, ToolResult, openai_t
 MUTATING = {Permission.EDIT, Permission.EXECUTE, Permission.DESTRUCTIVE}
 # Where tools cut long text (read_file's and grep's long lines, git's long diffs): a secret cut
 # through there must not show its first characters, so what may begin one is dropped.
-CUT_MARKERS = ("... [line cut: ", "…[+", "\n[diff truncated: ", "\n[output truncated: ")
+CUT_MARKERS = ("... [line cut: ", "…[", "\n[diff truncated: ", "\n[output truncated: ")
 
 
 def all_tools() -> list[Tool]:

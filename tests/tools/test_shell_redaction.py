@@ -12,6 +12,7 @@ import time
 from agent.tools.base import ToolContext
 from agent.tools.files import MAX_LINE_CHARS
 from agent.tools.registry import run_tool
+from agent.tools.search import MAX_LINE_CHARS as MAX_GREP_LINE
 from agent.tools.shell import OUTPUT_LIMIT
 from tests.secret_forms import SECRET, all_forms_text, leaks
 
@@ -79,3 +80,10 @@ def test_read_file_cutting_a_long_line_through_a_secret_shows_no_piece(workspace
     (workspace / "long.txt").write_text("x" * (MAX_LINE_CHARS - 10) + SECRET + "y" * 100 + "\n")
     result = run_tool("read_file", {"path": "long.txt"}, ctx)
     assert "line cut" in result.output and leaks(result.output, prefix=2) == []
+
+
+def test_grep_cutting_a_long_line_through_a_secret_shows_no_piece(workspace, sandbox_env, make_sandbox):
+    ctx = secret_ctx(workspace, sandbox_env, make_sandbox)
+    (workspace / "long.txt").write_text("needle " + "x" * (MAX_GREP_LINE - 12) + SECRET + "y" * 100 + "\n")
+    result = run_tool("grep", {"pattern": "needle"}, ctx)
+    assert "needle" in result.output and leaks(result.output, prefix=2) == []
