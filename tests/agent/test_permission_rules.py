@@ -283,3 +283,23 @@ def test_a_deny_rule_holds_end_to_end_in_full_auto(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert (repo / "canary.txt").read_text() == "precious"
     assert json.loads(proc.stdout)["diff"] == ""
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "trap 'rm -rf ~' EXIT",
+        "cat <<EOF\n$(rm -rf ~)\nEOF",
+        "cat <<EOF\n`rm -rf ~`\nEOF",
+        "script -qc 'rm -rf ~' /dev/null",
+        "strace -f -o /dev/null rm -rf ~",
+        "chroot / rm -rf /etc",
+    ],
+)
+def test_the_firewall_reads_what_the_shared_parser_reads(command, tmp_path):
+    from agent.tools.firewall import check_command
+
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    verdict = check_command(command, cwd=str(workspace), root=str(workspace), home=str(tmp_path / "home"))
+    assert not verdict.allowed, command
