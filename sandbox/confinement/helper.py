@@ -33,7 +33,7 @@ import time
 from typing import Any
 
 from sandbox import docker_helper
-from sandbox.confinement import landlock
+from sandbox.confinement import landlock, seccomp
 
 PR_SET_DUMPABLE = 4
 PR_SET_CHILD_SUBREAPER = 36
@@ -151,6 +151,8 @@ def _serve_restricted(
         ruleset = rules.ruleset_for(listing)
         landlock.drop_capabilities()
         landlock.restrict_self(ruleset)
+        if seccomp.supported():
+            seccomp.deny_unix_stream_sockets()
         while True:
             header, payload = pending or docker_helper.read_message()
             pending = None

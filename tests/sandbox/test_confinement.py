@@ -12,6 +12,7 @@ import hashlib
 import http.server
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -312,6 +313,19 @@ def test_system_sockets_are_hidden_under_bwrap(arena):
     """/run (docker.sock, D-Bus, systemd) is an empty tmpfs. Landlock cannot hide it (docs/safety.md)."""
     with open_confined(arena / "ws", mode="bwrap") as sandbox:
         assert run(sandbox, "ls -A /run").stdout.strip() == ""
+
+
+def test_unix_sockets_of_the_machine_cannot_be_reached(box, arena):
+    """docker.sock and D-Bus are such sockets. bwrap: /run and /tmp are not there. Landlock, which
+    cannot hide them, refuses unix stream sockets altogether (seccomp)."""
+    path = arena / "outside" / "service.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+        server.bind(str(path))
+        server.listen()
+        client = f"import socket; socket.socket(socket.AF_UNIX).connect({str(path)!r}); print('connected')"
+        (arena / "ws" / "src" / "client.py").write_text(client)
+        result = run(box, "python3 src/client.py")
+    assert result.returncode != 0 and "connected" not in result.stdout.splitlines()
 
 
 # -- the network ---------------------------------------------------------------------------------
