@@ -12,9 +12,10 @@ so commands are spawned, capped, timed out and killed exactly as in a Docker san
   The child, the *helper*, restricts itself to a Landlock domain that only scopes signals and
   abstract unix sockets to the domain (ABI 6+) and, for network `none`, denies TCP bind and
   connect (ABI 4+): commands can signal each other (bash_kill works) but not the reaper, the agent
-  or anything else on the machine. Each command then gets a domain of its own, nested in that
-  one, with the file-system rules of `command_rules`, computed when it starts, so directories
-  made at the workspace root by one command are writable for the next.
+  or anything else on the machine. Commands are started by threads that add a nested domain with
+  the file-system rules of `CommandRules`, built from the workspace root's entries as they are
+  when a command starts (so a directory made at the root by one command is writable for the
+  next), drop every capability and refuse unix stream sockets (seccomp.py): see `serve_confined`.
 
 Both set the helper non-dumpable: a command running as the same user cannot open
 /proc/HELPER/fd/0 to keep the helper's channel open after the agent is gone.
@@ -254,8 +255,6 @@ def run_landlock(workspace: str, tmpdir: str, network: str, lifeline: int) -> No
         restrict_helper(abi, network)
         serve_confined(CommandRules(workspace, tmpdir, abi))
         status = 0
-    except SystemExit as e:  # the helper's way out when the host goes away mid-command
-        status = 0 if e.code in (None, 0) else 1
     except BaseException as e:  # noqa: BLE001 - reported on stderr, which the host shows
         print(f"confinement helper: {e!r}", file=sys.stderr)
     finally:

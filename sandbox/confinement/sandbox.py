@@ -152,6 +152,7 @@ class ConfinedSandbox(LocalSandbox):
             )
         except OSError as e:
             ours.close()
+            stderr.close()
             raise SandboxError(f"cannot start the {self.confinement} confinement: {e}") from e
         finally:
             theirs.close()

@@ -291,6 +291,8 @@ def test_commands_cannot_signal_or_inspect_the_agent(box):
     me = os.getpid()
     assert run(box, f"kill -0 {me}").returncode != 0
     assert run(box, f"cat /proc/{me}/environ").returncode != 0
+    # Nor hold the helper's channel open past the agent's death (the helper is its parent).
+    assert run(box, "exec 3</proc/$PPID/fd/0 && echo opened").returncode != 0
 
 
 def test_a_killed_helper_is_replaced_and_takes_its_processes_along(box):
