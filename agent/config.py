@@ -17,6 +17,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 PROJECT_FILE = ".mmx-agent.toml"
+# The agent can write the project's file (it is in the workspace): from there a run may choose how
+# its commands are confined, never that they are not.
+NOT_FROM_PROJECT_FILE = {"sandbox": "local", "confinement": "none"}
 
 
 class ConfigError(ValueError):
@@ -160,7 +163,14 @@ def load_settings(
         layers.append((str(user_file), _read_toml(user_file)))
     project_file = find_project_file(cwd)
     if project_file is not None:
-        layers.append((str(project_file), _read_toml(project_file)))
+        project = _read_toml(project_file)
+        for key, unconfined in NOT_FROM_PROJECT_FILE.items():
+            if project.get(key) == unconfined:
+                raise ConfigError(
+                    f"{project_file}: {key} = {unconfined!r} is not taken from a project file, which the "
+                    f"agent itself can write; set it in {user_file}, MMX_AGENT_{key.upper()} or a flag"
+                )
+        layers.append((str(project_file), project))
     layers.append(("environment", _from_environment(dict(os.environ if environ is None else environ))))
     layers.append(("flags", {k: v for k, v in (flags or {}).items() if v is not None and v != []}))
     merged: dict[str, Any] = {}

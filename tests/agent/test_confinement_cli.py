@@ -89,6 +89,15 @@ def test_settings_that_cannot_hold_are_usage_errors(tmp_path, repo):
     assert proc.returncode == 2 and "confinement" in proc.stderr
 
 
+@pytest.mark.parametrize("line", ['sandbox = "local"', 'confinement = "none"'])
+def test_a_project_file_cannot_turn_the_confinement_off(tmp_path, repo, line):
+    """The model can write .mmx-agent.toml in the workspace: it must not unconfine the next run."""
+    (repo / ".mmx-agent.toml").write_text(line + "\n")
+    proc = run_json(tmp_path, repo)
+    assert proc.returncode == 2 and "is not taken from a project file" in proc.stderr
+    assert not (tmp_path / "outside.txt").exists()
+
+
 def test_a_forced_confinement_that_cannot_work_ends_the_run_with_a_clear_error(tmp_path, repo):
     """No bwrap on PATH (the probe looks for it there), bwrap forced: exit 1, result status error."""
     proc = run_json(
