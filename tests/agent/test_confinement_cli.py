@@ -89,7 +89,7 @@ def test_settings_that_cannot_hold_are_usage_errors(tmp_path, repo):
     assert proc.returncode == 2 and "confinement" in proc.stderr
 
 
-@pytest.mark.parametrize("line", ['sandbox = "local"', 'confinement = "none"'])
+@pytest.mark.parametrize("line", ['sandbox = "local"', 'confinement = "none"', 'network = "host"'])
 def test_a_project_file_cannot_turn_the_confinement_off(tmp_path, repo, line):
     """The model can write .mmx-agent.toml in the workspace: it must not unconfine the next run."""
     (repo / ".mmx-agent.toml").write_text(line + "\n")
