@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, mo
 
 PROJECT_FILE = ".mmx-agent.toml"
 # The agent can write the project's file (it is in the workspace): from there a run may choose how
-# its commands are confined, never that they are not.
+# its commands are confined, never that they are not, nor give them the network back.
 NOT_FROM_PROJECT_FILE = {"sandbox": "local", "confinement": "none", "network": "host"}
 
 
