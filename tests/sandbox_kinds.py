@@ -43,9 +43,9 @@ def unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-def host_only(reason: str) -> pytest.MarkDecorator:
-    """Runs a test that takes a sandbox fixture on the confined (host) kind only. `reason` says why
-    the test cannot hold for a container; it documents the choice (no docker variant is generated)."""
+def local_only(reason: str) -> pytest.MarkDecorator:
+    """Runs a test that takes a sandbox fixture on this host only (the confined kind). `reason` says
+    why the test cannot hold for a container; it documents the choice (no docker variant is generated)."""
     assert reason
     return pytest.mark.parametrize("sandbox_kind", ["confined"], indirect=True)
 

@@ -10,7 +10,7 @@ import pytest
 from agent.tools.base import Permission, ToolResult
 from agent.tools.checkpoints import list_checkpoints
 from agent.tools.registry import all_tools, get_tool, run_tool, tool_definitions
-from tests.sandbox_kinds import host_only
+from tests.sandbox_kinds import local_only
 
 
 class Exploding:
@@ -143,7 +143,7 @@ def test_secrets_are_redacted_from_output_and_data(ctx, workspace, monkeypatch):
     assert written.data["path"] == "[REDACTED:SERVICE_API_KEY].txt"
 
 
-@host_only(
+@local_only(
     "commands inherit the agent's own environment on the host; a container sees only the env it was made with"
 )
 def test_secrets_commands_inherit_from_the_agent_are_redacted(ctx, monkeypatch):
