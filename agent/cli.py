@@ -83,7 +83,12 @@ def root(
     base_url: str = typer.Option(None, "--base-url", help="The endpoint's /v1 root."),
     api_key_env: str = typer.Option(None, "--api-key-env", help="Environment variable holding the API key."),
     replay: str = typer.Option(None, "--replay", help="Replay file for --backend replay."),
-    sandbox: str = typer.Option(None, "--sandbox", help="local | docker."),
+    sandbox: str = typer.Option(
+        None, "--sandbox", help="confined (default) | local (unconfined) | docker: where tools run."
+    ),
+    network: str = typer.Option(
+        None, "--network", help="host (default) | none: the network the shell's commands get."
+    ),
     context_window: int = typer.Option(
         None, "--context-window", min=1, help="Override the model's context window."
     ),
@@ -135,6 +140,7 @@ def root(
         "api_key_env": api_key_env,
         "replay": replay,
         "sandbox": sandbox,
+        "network": network,
         "context_window": context_window,
         "tokenizer": tokenizer,
     }

@@ -14,9 +14,12 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 PROJECT_FILE = ".mmx-agent.toml"
+# The agent can write the project's file (it is in the workspace): from there a run may choose how
+# its commands are confined, never that they are not, nor give them the network back.
+NOT_FROM_PROJECT_FILE = {"sandbox": "local", "confinement": "none", "network": "host"}
 
 
 class ConfigError(ValueError):
@@ -39,7 +42,11 @@ class Settings(BaseModel):
     ci_permission_mode: Literal["ask", "auto-edit", "full-auto"] = "auto-edit"
     allow: list[str] = []
     deny: list[str] = []
-    sandbox: Literal["local", "docker"] = "local"
+    # confined: this host, commands under bwrap or Landlock (sandbox/confinement/); local: this host,
+    # unconfined; docker: a container.
+    sandbox: Literal["confined", "local", "docker"] = "confined"
+    confinement: Literal["auto", "bwrap", "landlock", "none"] = "auto"  # for sandbox = confined
+    network: Literal["host", "none"] | None = None  # None: host (confined, local); docker has none
     docker_image: str | None = None
     docker_mode: Literal["copy", "bind"] = "copy"
     # The Docker sandbox's limits; 0 or less is refused (Docker would read 0 as "no limit").
@@ -77,6 +84,16 @@ class Settings(BaseModel):
         if not value > 0:
             raise ValueError("must be above 0")
         return value
+
+    @model_validator(mode="after")
+    def _network_fits_sandbox(self) -> Settings:
+        if self.network == "none" and self.sandbox == "local":
+            raise ValueError("network none needs sandbox confined or docker (local runs commands unconfined)")
+        if self.network == "host" and self.sandbox == "docker":
+            raise ValueError(
+                "network host is not available with sandbox docker (its containers have no network)"
+            )
+        return self
 
 
 def user_config_dir() -> Path:
@@ -118,7 +135,7 @@ def _from_environment(environ: dict[str, str]) -> dict[str, Any]:
         raw = environ.get("MMX_AGENT_" + name.upper())
         if raw is None:
             continue
-        if field.annotation in (str, str | None) or name in ("backend", "sandbox"):
+        if field.annotation in (str, str | None) or name in ("backend", "sandbox", "confinement", "network"):
             values[name] = raw
         else:
             try:
@@ -130,6 +147,8 @@ def _from_environment(environ: dict[str, str]) -> dict[str, Any]:
 
 def _describe_problem(error: dict[str, Any]) -> str:
     where = ".".join(map(str, error["loc"]))
+    if not where:  # a rule across settings (network and sandbox): its message says it all
+        return error["msg"].removeprefix("Value error, ")
     given = error.get("input")
     got = f" (got {given!r})" if isinstance(given, str | int | float | bool) else ""
     return f"{where}: {error['msg']}{got}"
@@ -144,7 +163,14 @@ def load_settings(
         layers.append((str(user_file), _read_toml(user_file)))
     project_file = find_project_file(cwd)
     if project_file is not None:
-        layers.append((str(project_file), _read_toml(project_file)))
+        project = _read_toml(project_file)
+        for key, unconfined in NOT_FROM_PROJECT_FILE.items():
+            if project.get(key) == unconfined:
+                raise ConfigError(
+                    f"{project_file}: {key} = {unconfined!r} is not taken from a project file, which the "
+                    f"agent itself can write; set it in {user_file}, MMX_AGENT_{key.upper()} or a flag"
+                )
+        layers.append((str(project_file), project))
     layers.append(("environment", _from_environment(dict(os.environ if environ is None else environ))))
     layers.append(("flags", {k: v for k, v in (flags or {}).items() if v is not None and v != []}))
     merged: dict[str, Any] = {}

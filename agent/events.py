@@ -44,6 +44,7 @@ class SessionStart:
     backend: str
     model: str
     permission_mode: str
+    confinement: str = "none"  # bwrap | landlock | none | docker: what confines the shell's commands
     started_at: float = field(default_factory=time.time)
     type: str = field(default="session_start", init=False)
 
@@ -117,6 +118,7 @@ class FinalResult:
     session_id: str
     duration_ms: int
     verified: bool
+    confinement: str = "none"  # bwrap | landlock | none | docker (none also when nothing ran)
     type: str = field(default="final_result", init=False)
 
 

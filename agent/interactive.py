@@ -69,7 +69,8 @@ class InteractiveApp:
         self.console.print(
             Text(
                 f"mmx-agent · {self.session.backend.name} {getattr(self.session.backend, 'model', '')} · "
-                f"{loop.policy.mode} · session {self.session.session_id} · /help",
+                f"{loop.policy.mode} · shell confinement: {self.session.sandbox.confinement} · "
+                f"session {self.session.session_id} · /help",
                 style="dim",
             )
         )

@@ -231,6 +231,7 @@ class AgentLoop:
             session_id=self.session_id,
             duration_ms=int((time.monotonic() - started) * 1000),
             verified=verified,
+            confinement=self.ctx.sandbox.confinement,
         )
         self.emit(result)
         return result

@@ -82,9 +82,35 @@ def make_sandbox(settings: Settings, workspace: Path) -> Sandbox:
         return open_workspace_sandbox(
             workspace, settings.docker_mode, image=settings.docker_image, limits=limits
         )
-    from sandbox.local import LocalSandbox
+    return make_host_sandbox(settings, workspace)
 
-    return LocalSandbox(str(workspace))
+
+def make_host_sandbox(settings: Settings, workspace: Path) -> Sandbox:
+    """The sandbox on this host: confined (the default), or unconfined with sandbox = local.
+
+    Raises SandboxError (ConfinementUnavailable) when the confinement asked for cannot be had."""
+    if settings.sandbox == "local":
+        from sandbox.local import LocalSandbox
+
+        return LocalSandbox(str(workspace))
+    from sandbox.confinement.sandbox import ConfinedSandbox
+
+    return ConfinedSandbox(str(workspace), mode=settings.confinement, network=settings.network or "host")
+
+
+def describe_confinement(settings: Settings) -> tuple[str, str]:
+    """(mode, detail) of what will confine the shell's commands: bwrap | landlock | none | docker.
+
+    Raises SandboxError (ConfinementUnavailable) when the confinement the settings force cannot be had."""
+    if settings.sandbox == "docker":
+        return "docker", "commands run in a Docker container (--sandbox docker)"
+    if settings.sandbox == "local":
+        return "none", "sandbox = local: commands run unconfined"
+    from sandbox.confinement.detect import choose
+
+    chosen = choose(settings.confinement, settings.network or "host")
+    detail = chosen.detail if chosen.mode != "none" else f"UNCONFINED: {chosen.detail}"
+    return chosen.mode, f"{detail}; network {settings.network or 'host'}"
 
 
 def permission_mode(settings: Settings, interactive: bool) -> str:
@@ -195,5 +221,9 @@ def start_session(
     )
     session = AgentSession(session_id, loop, backend, sandbox, writer, redactor)
     loop.before_result.append(session.sync_back)
-    emit_all(SessionStart(session_id, str(workspace), backend.name, getattr(backend, "model", ""), mode))
+    emit_all(
+        SessionStart(
+            session_id, str(workspace), backend.name, getattr(backend, "model", ""), mode, sandbox.confinement
+        )
+    )
     return session

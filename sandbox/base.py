@@ -58,6 +58,7 @@ class FileTooLarge(SandboxError):
 class Sandbox(Protocol):
     root: str  # the workspace root, as the sandbox sees it
     env: dict[str, str]  # added to every command's environment (secret redaction reads it too)
+    confinement: str  # what confines exec(confined=True): bwrap | landlock | none | docker
 
     def exec(
         self,

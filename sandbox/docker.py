@@ -147,6 +147,8 @@ def _close_open_sandboxes() -> None:
 class DockerSandbox:
     """A container as a Sandbox: `root` is the workspace path inside it. Create with `create`."""
 
+    confinement = "docker"  # every command runs in the container
+
     def __init__(
         self, client: docker.DockerClient, container_id: str, *, image: str, root: str, user: str | None
     ):

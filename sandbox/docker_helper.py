@@ -520,6 +520,19 @@ def handle(header, payload):
     raise RequestError(f"unknown sandbox operation {op!r}")
 
 
+def answer(header, payload):
+    """Handles one request and sends its reply; a failure becomes an error reply."""
+    try:
+        reply, data = handle(header, payload)
+        send(dict(reply, ok=True), data)
+    except FileTooLarge as e:
+        send({"ok": False, "error": str(e), "too_large": e.size})
+    except RequestError as e:
+        send({"ok": False, "error": str(e)})
+    except Exception as e:  # a bug here must not kill the channel: report it instead
+        send({"ok": False, "error": f"sandbox helper failed on {header.get('op')}: {e!r}"})
+
+
 def main():
     while True:
         header, payload = read_message()
@@ -527,15 +540,7 @@ def main():
             return  # the host closed the channel
         if header["op"] == "cancel":
             continue  # arrived after its command had finished: nothing to cancel, no answer
-        try:
-            reply, data = handle(header, payload)
-            send(dict(reply, ok=True), data)
-        except FileTooLarge as e:
-            send({"ok": False, "error": str(e), "too_large": e.size})
-        except RequestError as e:
-            send({"ok": False, "error": str(e)})
-        except Exception as e:  # a bug here must not kill the channel: report it instead
-            send({"ok": False, "error": f"sandbox helper failed on {header.get('op')}: {e!r}"})
+        answer(header, payload)
 
 
 if __name__ == "__main__":

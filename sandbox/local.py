@@ -88,6 +88,8 @@ def _kill_group(pgid: int, sig: int) -> None:
 class LocalSandbox:
     """Runs commands and touches files on this host, with `root` as the workspace."""
 
+    confinement = "none"  # nothing confines its commands (sandbox/confinement/ does)
+
     def __init__(self, root: str | os.PathLike[str], env: dict[str, str] | None = None):
         real_root = os.path.realpath(root)
         if not os.path.isdir(real_root):

@@ -1,14 +1,17 @@
 """The two kinds of sandbox the tool suites run on, and the Docker engine fixtures they share.
 
-"local" is a LocalSandbox on the host. "docker" is a DockerSandbox whose container bind-mounts a
-host directory (the test's tmp_path) at the same absolute path: `root` is then the host path, so
-the tests prepare and check files on the host exactly as they do for the local kind. The container
-runs as the host user, sees only the environment the test passes (no network, as always), and is
-removed at teardown.
+"confined" is the agent's default: a ConfinedSandbox on the host, whose commands run under bwrap,
+or Landlock where bwrap cannot work (MMX_AGENT_CONFINEMENT=landlock forces it, to run a suite
+under the fallback). "docker" is a DockerSandbox whose container bind-mounts a host directory (the
+test's tmp_path) at the same absolute path: `root` is then the host path, so the tests prepare and
+check files on the host exactly as they do for the confined kind. The container runs as the host
+user, sees only the environment the test passes (no network, as always), and is removed at
+teardown. (The unconfined LocalSandbox has its own tests in tests/sandbox/.)
 
 Conftests import the fixtures they need from here (pytest finds fixtures by name in a conftest).
-Without a Docker engine the docker variants skip locally, with the reason, but fail in CI
-(CI=true), where .ci/run has started dockerd and built the base image.
+Without a Docker engine, or without any confinement, those variants skip locally, with the
+reason, but fail in CI (CI=true), where .ci/run has installed bubblewrap, started dockerd and
+built the base image.
 """
 
 from __future__ import annotations
@@ -23,27 +26,40 @@ import pytest
 from sandbox import labels
 from sandbox.base import Sandbox, SandboxError
 from sandbox.base_image import ensure_base_image
+from sandbox.confinement.detect import ConfinementUnavailable, choose
+from sandbox.confinement.sandbox import ConfinedSandbox
 from sandbox.docker import DockerSandbox
 from sandbox.engine import DockerUnavailable, connect
-from sandbox.local import LocalSandbox
 from sandbox.prune import leftover_containers
 
-KINDS = ("local", "docker")
+KINDS = ("confined", "docker")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 LEFTOVER_WAIT_SECONDS = 30  # auto-remove of a container whose owner just exited is asynchronous
 
 
 def unavailable(reason: str) -> None:
     if IN_CI:
-        pytest.fail(f"{reason} (CI=true: the Docker tests must run here, not skip)")
+        pytest.fail(f"{reason} (CI=true: these tests must run here, not skip)")
     pytest.skip(reason)
 
 
 def local_only(reason: str) -> pytest.MarkDecorator:
-    """Runs a test that takes a sandbox fixture on the local kind only. `reason` says why the test
-    cannot hold for a container; it documents the choice (no docker variant is generated)."""
+    """Runs a test that takes a sandbox fixture on this host only (the confined kind). `reason` says
+    why the test cannot hold for a container; it documents the choice (no docker variant is generated)."""
     assert reason
-    return pytest.mark.parametrize("sandbox_kind", ["local"], indirect=True)
+    return pytest.mark.parametrize("sandbox_kind", ["confined"], indirect=True)
+
+
+def open_confined(root: str | os.PathLike[str], *, mode: str | None = None, **options) -> ConfinedSandbox:
+    """A ConfinedSandbox that really confines (mode None: $MMX_AGENT_CONFINEMENT, else auto); a
+    machine that cannot confine skips the test, or fails it in CI."""
+    try:
+        if choose(mode, options.get("network", "host")).mode == "none":
+            unavailable("no confinement works on this machine (neither bwrap nor Landlock)")
+        return ConfinedSandbox(root, mode=mode, **options)
+    except ConfinementUnavailable as e:
+        unavailable(str(e))
+        raise
 
 
 # -- the Docker engine -------------------------------------------------------------------------
@@ -112,8 +128,8 @@ def open_sandbox(
     its own path, so everything the test puts beside the workspace (a fake HOME, a state
     directory, a sacrificial "outside") is there too, under the same paths.
     """
-    if kind == "local":
-        return LocalSandbox(root, env=dict(env or {}))
+    if kind == "confined":
+        return open_confined(root, env=dict(env or {}))
     if kind != "docker":
         raise ValueError(f"unknown sandbox kind {kind!r}")
     client = request.getfixturevalue("docker_client")

@@ -3,10 +3,12 @@
 The contract: stdout carries exactly one JSON object, {"ok": bool, "output": str, ...fields};
 the exit status is 0 whenever the tool ran (even when it reported a failure) and 2 on bad
 usage (unknown tool, invalid JSON, JSON nested deeper than 64 levels or holding a lone surrogate
-such as `\\ud800`, arguments that are not an object, missing workspace), with the reason on
-stderr. The call goes through `run_tool`, so the firewall, the checkpoint before mutating tools,
-and secret redaction all apply; checkpoints persist between invocations, so
-`mmx-agent tool undo` takes back an earlier `mmx-agent tool edit_file`.
+such as `\\ud800`, arguments that are not an object, missing workspace, bad settings, a
+confinement that cannot be had), with the reason on stderr. The call goes through `run_tool`, so
+the firewall, the checkpoint before mutating tools, and secret redaction all apply; checkpoints
+persist between invocations, so `mmx-agent tool undo` takes back an earlier
+`mmx-agent tool edit_file`. Shell commands run confined, as in the agent (docs/safety.md), unless
+the settings say `sandbox = "local"`.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from agent.events import json_text
 from agent.json_limits import UnusableJson, loads_limited
 from agent.tools.base import ToolContext
 from sandbox.base import SandboxError
-from sandbox.local import LocalSandbox
 
 
 def _usage_error(message: str) -> typer.Exit:
@@ -51,10 +52,14 @@ def tool_command(
         raise _usage_error(f"--args cannot be used: {e}") from None
     if not isinstance(parsed, dict):
         raise _usage_error(f"--args must be a JSON object, got {type(parsed).__name__}")
+    from agent.config import ConfigError, load_settings
+    from agent.runner import make_host_sandbox
+
     root = workspace if workspace is not None else Path(os.getcwd())
     try:
-        sandbox = LocalSandbox(root)
-    except SandboxError as e:
+        # On this host, as the agent would run it: confined unless the settings say sandbox = local.
+        sandbox = make_host_sandbox(load_settings(root if root.is_dir() else Path(os.getcwd())), root)
+    except (ConfigError, SandboxError) as e:
         raise _usage_error(str(e)) from None
     try:
         result = run_tool(name, parsed, ToolContext(sandbox=sandbox))

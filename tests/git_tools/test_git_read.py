@@ -52,7 +52,8 @@ def test_status_tracking_and_conflicts(make_repo, repo):
     repo.git("checkout", "-q", "main")
     repo.write("README.md", "# Main\n")
     repo.commit_all("Main side")
-    repo.ctx.sandbox.exec("git merge other", cwd=str(repo.root))
+    # Setting the scene as the project's own helpers would: a confined command cannot write .git.
+    repo.ctx.sandbox.exec("git merge other", cwd=str(repo.root), confined=False)
     conflicted = GitStatusTool().run({}, repo.ctx)
     assert "Conflicts (resolve, then commit) (1):\n  UU README.md" in conflicted.output
 

@@ -1,7 +1,8 @@
-"""The same behavioural checks against LocalSandbox and DockerSandbox: the tools see no difference.
+"""The same behavioural checks against LocalSandbox, ConfinedSandbox and DockerSandbox: the tools
+see no difference.
 
 Each test gets a fresh empty directory `box.dir` inside the sandbox's root. The Docker side shares
-one container per module (containers are slow to make); the local side a fresh tmp directory.
+one container per module (containers are slow to make); the host sides a fresh tmp directory.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from sandbox.base import FileTooLarge, Sandbox, SandboxError
 from sandbox.docker import DockerSandbox
 from sandbox.local import LocalSandbox
 from tests.sandbox_docker.processes import ALIVE
+from tests.sandbox_kinds import open_confined
 
 BACKGROUND_NOTE = "\n[background processes still hold the output; stopped reading]\n"
 _directory_numbers = count()
@@ -41,10 +43,13 @@ def docker_sandbox(docker_client, base_image):
         yield sandbox
 
 
-@pytest.fixture(params=["local", "docker"])
+@pytest.fixture(params=["local", "confined", "docker"])
 def box(request, tmp_path) -> Box:
     if request.param == "local":
         sandbox: Sandbox = LocalSandbox(tmp_path)
+    elif request.param == "confined":
+        sandbox = open_confined(tmp_path)
+        request.addfinalizer(sandbox.close)
     else:
         sandbox = request.getfixturevalue("docker_sandbox")
     directory = f"{sandbox.root}/t{next(_directory_numbers)}"

@@ -207,7 +207,9 @@ def test_output_size_is_capped(make_ctx, engine):
 
 def test_auto_engine_falls_back_to_python_when_the_sandbox_has_no_rg(tmp_path, make_sandbox):
     root = write_tree(tmp_path / "ws", {"a.py": "needle\n", "b.txt": "no\n"})
-    only_bash = tmp_path / "bin"
+    # In the workspace (a hidden directory, which grep skips): a confined sandbox's private /tmp
+    # would hide the rest of tmp_path from its commands.
+    only_bash = root / ".bin"
     only_bash.mkdir()
     (only_bash / "bash").symlink_to(shutil.which("bash"))
     sandbox = make_sandbox(root)

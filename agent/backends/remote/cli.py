@@ -4,8 +4,10 @@
     app.command("doctor", help="Check that an endpoint keeps M2's thinking between tool rounds.")(doctor_command)
     backend = make_backend(backend, base_url, model, api_key_env, **config_options)
 
-Exit statuses of doctor: 0 the thinking round-trips; 1 it does not (or could not be tested);
-2 bad options; 5 the endpoint is unavailable (unreachable, refused the key, retry budget spent).
+Exit statuses of doctor: 0 the thinking round-trips; 1 it does not (or could not be tested, or
+the confinement the settings force cannot be had); 2 bad options; 5 the endpoint is unavailable
+(unreachable, refused the key, retry budget spent). The report also says which confinement the
+shell's commands would run under (bwrap, landlock, none or docker).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import json
 import typer
 
 from agent.backends.base import BackendError
-from agent.backends.remote.doctor import run_doctor
+from agent.backends.remote.doctor import Check, DoctorReport, run_doctor
 from agent.backends.remote.presets import BACKEND_KINDS, make_backend
 
 __all__ = ["BACKEND_HELP", "doctor_command", "make_backend"]
@@ -48,8 +50,26 @@ def doctor_command(
         raise typer.Exit(5) from None
     with remote:
         report = run_doctor(remote, strict=strict)
+    _add_confinement(report)
     if json_output:
         typer.echo(json.dumps(report.to_json(), ensure_ascii=False))
     else:
         typer.echo(report.render())
     raise typer.Exit(report.exit_code)
+
+
+def _add_confinement(report: DoctorReport) -> None:
+    """The first line of the report: what would confine the shell's commands here, and how."""
+    from pathlib import Path
+
+    from agent.config import ConfigError, load_settings
+    from agent.runner import describe_confinement
+    from sandbox.base import SandboxError
+
+    try:
+        mode, detail = describe_confinement(load_settings(Path.cwd()))
+    except (ConfigError, SandboxError) as exc:
+        report.checks.insert(0, Check("confinement", "fail", str(exc)))
+        return
+    report.confinement = mode
+    report.checks.insert(0, Check("confinement", "info" if mode == "none" else "pass", f"{mode}: {detail}"))

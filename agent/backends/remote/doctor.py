@@ -69,6 +69,7 @@ class DoctorReport:
     verified: list[str] = field(default_factory=list)
     not_verified: list[str] = field(default_factory=list)
     unreachable: bool = False  # the endpoint could not be used at all (exit status 5)
+    confinement: str | None = None  # bwrap | landlock | none | docker: what would confine the shell
 
     @property
     def ok(self) -> bool:
