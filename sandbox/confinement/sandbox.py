@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from sandbox import docker_helper
-from sandbox.base import ExecResult, SandboxError
+from sandbox.base import ExecResult, OutputRedactor, SandboxError
 from sandbox.confinement.bwrap import TMPDIR as BWRAP_TMPDIR
 from sandbox.confinement.bwrap import bwrap_arguments
 from sandbox.confinement.detect import Confinement, choose
@@ -194,10 +194,15 @@ class ConfinedSandbox(LocalSandbox):
         env: dict[str, str] | None = None,
         max_output: int = 1_000_000,
         confined: bool = True,
+        redactor: OutputRedactor | None = None,
     ) -> ExecResult:
         if not confined or self.confinement == "none":
-            return super().exec(command, timeout=timeout, cwd=cwd, env=env, max_output=max_output)
-        output = CappedOutput(max_output)
+            return super().exec(
+                command, timeout=timeout, cwd=cwd, env=env, max_output=max_output, redactor=redactor
+            )
+        # The helper keeps the same head and tail as this CappedOutput (the Docker helper's code),
+        # which drops what may be part of a secret at the cut when it makes the text.
+        output = CappedOutput(max_output, redactor)
         request = {
             "op": "exec",
             "command": command,
