@@ -7,7 +7,7 @@ a tool-name glob, optionally with a glob over the call's main argument (the path
 Deny rules win over allow rules; allow rules win over the mode.
 
 A `bash(...)` rule matches one simple command, not the command line: the line is parsed with the
-firewall's own walk (agent.tools.firewall.simple_commands) into every command it would run, through
+firewall's own walk (agent.tools.firewall.screen.simple_commands) into every command it would run, through
 `;`, `&&`, pipelines, subshells, `$(...)`, `sh -c`, `eval` and wrappers like `timeout` or `xargs`.
 The line runs without asking only when every one of them is allowed by a rule (or is a shell
 built-in that only moves around or tests: cd, pushd, popd, true, false, :, test, [, set -OPTIONS);
@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.tools.base import Permission
-from agent.tools.firewall import CommandLine, SimpleCommand, simple_commands
-from agent.tools.firewall_verbs import command_name
+from agent.tools.firewall.screen import CommandLine, SimpleCommand, simple_commands
+from agent.tools.firewall.verbs import command_name
 
 MODES = ("ask", "auto-edit", "full-auto")
 _RULE = re.compile(r"^\s*([A-Za-z0-9_*?\[\]-]+)\s*(?:\((.*)\))?\s*$", re.S)

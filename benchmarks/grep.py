@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agent.tools.base import ToolContext  # noqa: E402
-from agent.tools.search import GrepTool  # noqa: E402
+from agent.tools.search.tools import GrepTool  # noqa: E402
 from benchmarks.repo_map import prepare_repository  # noqa: E402
 from sandbox.local import LocalSandbox  # noqa: E402
 

@@ -73,7 +73,7 @@ def run_ours(repo: Path, map_tokens: int, cache_home: Path) -> dict:
 def ours_once(repo: str, map_tokens: int) -> None:
     """One build in this (fresh) process; prints JSON like the aider driver."""
     sys.path.insert(0, str(HERE.parent))
-    from agent.tools.repo_map import build_repo_map
+    from agent.tools.repo_map.ranked_map import build_repo_map
     from sandbox.local import LocalSandbox
 
     sandbox = LocalSandbox(repo)

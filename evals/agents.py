@@ -19,7 +19,7 @@ import docker
 
 from agent.config import Settings
 from agent.events import event_to_json, json_text
-from agent.runner import make_backend, start_session
+from agent.session_setup import make_backend, start_session
 from evals.environments import GIT_ENV, REPO_DIR, InstanceImage
 from evals.task import Task
 from sandbox.base import SandboxError

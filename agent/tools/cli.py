@@ -53,7 +53,7 @@ def tool_command(
     if not isinstance(parsed, dict):
         raise _usage_error(f"--args must be a JSON object, got {type(parsed).__name__}")
     from agent.config import ConfigError, load_settings
-    from agent.runner import make_host_sandbox
+    from agent.session_setup import make_host_sandbox
 
     root = workspace if workspace is not None else Path(os.getcwd())
     try:

@@ -1,7 +1,7 @@
 """outline: the symbols of one source file (classes, functions, methods, ...) with line ranges.
 
 Cheaper than reading a whole file to find one's way in it; the line ranges feed a later
-read_file with an offset. Parsing is tree-sitter (see symbols.py for the languages).
+read_file with an offset. Parsing is tree-sitter (see repo_map/symbols.py for the languages).
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from agent.tools.base import Permission, ToolContext, ToolResult
-from agent.tools.symbols import LANGUAGE_BY_EXTENSION, Symbol, extract_symbols, language_for_path
+from agent.tools.repo_map.symbols import LANGUAGE_BY_EXTENSION, Symbol, extract_symbols, language_for_path
 from agent.tools.workspace_paths import WorkspacePathError, resolve_workspace_target
 from sandbox.base import FileTooLarge, SandboxError
 

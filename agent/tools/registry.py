@@ -17,8 +17,10 @@ from typing import Any
 import jsonschema
 
 from agent.json_limits import MAX_NESTING, UnusableJson, loads_limited, value_problem, without_lone_surrogates
-from agent.tools import checkpoints, files, git_tools, outline, repo_map, search, shell
+from agent.tools import checkpoints, files, git_tools, outline, shell
 from agent.tools.base import Permission, Tool, ToolContext, ToolResult, openai_tool
+from agent.tools.repo_map import ranked_map
+from agent.tools.search import tools as search
 
 MUTATING = {Permission.EDIT, Permission.EXECUTE, Permission.DESTRUCTIVE}
 # Where tools cut long text (read_file's and grep's long lines, git's long diffs): a secret cut
@@ -33,7 +35,7 @@ def all_tools() -> list[Tool]:
         *checkpoints.TOOLS,
         *search.TOOLS,
         *outline.TOOLS,
-        *repo_map.TOOLS,
+        *ranked_map.TOOLS,
         *git_tools.TOOLS,
     ]
 

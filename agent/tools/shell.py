@@ -14,9 +14,9 @@ import uuid
 from typing import Any
 
 from agent.tools.base import Permission, ToolContext, ToolResult
-from agent.tools.firewall import check_command
-from agent.tools.firewall_git import SandboxGitProbe
-from agent.tools.firewall_paths import is_within
+from agent.tools.firewall.git_probe import SandboxGitProbe
+from agent.tools.firewall.paths import is_within
+from agent.tools.firewall.screen import check_command
 from agent.tools.shell_jobs import BashKill, BashOutput, start_job
 
 OUTPUT_LIMIT = 30_000  # bytes of command output the model gets (head + tail)

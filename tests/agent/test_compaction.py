@@ -8,7 +8,7 @@ from agent.backends.replay import ReplayBackend
 from agent.config import Settings
 from agent.events import Compaction
 from agent.planner.compaction import SUMMARY_PREFIX
-from agent.runner import start_session
+from agent.session_setup import start_session
 from tests.agent.helpers import make_buggy_repo, raw_completion, write_replay
 
 

@@ -64,7 +64,7 @@ def test_local_backend_drives_the_loop(tmp_path, compiled):
 
 def test_local_compile_setting_reaches_the_generator(tmp_path):
     from agent.config import load_settings
-    from agent.runner import make_backend
+    from agent.session_setup import make_backend
 
     checkpoint = build_scripted_checkpoint(tmp_path / "ckpt", max_positions=32768)
     environ = {"MMX_AGENT_LOCAL_COMPILE": "true"}

@@ -9,8 +9,8 @@ import pytest
 from agent.backends.replay import ReplayBackend
 from agent.config import Settings
 from agent.events import AssistantMessage, FinalResult, ToolResultEvent
-from agent.runner import start_session
-from agent.session import load_events
+from agent.session_setup import start_session
+from agent.transcripts import load_events
 from tests.agent.helpers import FIX_SESSION, git, make_buggy_repo, raw_completion, write_replay
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from agent.permissions import PermissionPolicy, Rule
 from agent.tools.base import Permission
-from agent.tools.firewall import simple_commands
+from agent.tools.firewall.screen import simple_commands
 from tests.agent.helpers import make_buggy_repo, raw_completion, write_replay
 
 CI_RULE = "bash(python -m pytest*)"  # docs/cli.md's CI example
@@ -297,7 +297,7 @@ def test_a_deny_rule_holds_end_to_end_in_full_auto(tmp_path):
     ],
 )
 def test_the_firewall_reads_what_the_shared_parser_reads(command, tmp_path):
-    from agent.tools.firewall import check_command
+    from agent.tools.firewall.screen import check_command
 
     workspace = tmp_path / "ws"
     workspace.mkdir()

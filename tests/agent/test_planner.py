@@ -9,7 +9,7 @@ from agent.config import Settings
 from agent.events import TodoUpdate
 from agent.permissions import PermissionPolicy, PermissionRuleError, Rule
 from agent.planner.prompt import build_system_prompt
-from agent.runner import start_session
+from agent.session_setup import start_session
 from agent.tools.base import Permission
 from tests.agent.helpers import make_buggy_repo, raw_completion, write_replay
 

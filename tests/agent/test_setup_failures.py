@@ -145,7 +145,7 @@ def test_an_unexpected_error_is_one_line_and_the_traceback_needs_debug(tmp_path)
     """Any command: a bug becomes `error: Type: message` (exit 1); --debug shows the traceback."""
     script = (
         "import sys\n"
-        "from agent import cli\n"
+        "from agent.app import cli\n"
         "@cli.app.command('explode')\n"
         "def explode():\n"
         "    raise RuntimeError('the widget broke')\n"

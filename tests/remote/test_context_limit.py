@@ -18,7 +18,7 @@ from agent.backends.remote.context_errors import context_rejection
 from agent.config import Settings
 from agent.events import Compaction, Status
 from agent.planner.budget import estimate_tokens
-from agent.runner import start_session
+from agent.session_setup import start_session
 from tests.remote.servers import Reply, count_tokens
 
 KEY = {"MINIMAX_API_KEY": "mm-test-key-0123456789abcdef"}

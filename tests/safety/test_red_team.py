@@ -12,7 +12,7 @@ import pytest
 
 from agent.backends.replay import ReplayBackend
 from agent.config import Settings, load_settings
-from agent.runner import start_session
+from agent.session_setup import start_session
 from agent.tools.base import ToolContext
 from agent.tools.registry import run_tool
 from agent.tools.shell_jobs import kill_all_jobs

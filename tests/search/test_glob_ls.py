@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from agent.tools.glob_pattern import compile_glob, literal_prefix
-from agent.tools.search import GlobTool, LsTool
+from agent.tools.search.glob_pattern import compile_glob, literal_prefix
+from agent.tools.search.tools import GlobTool, LsTool
 
 
 def glob(ctx, **args):

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from agent.tools.base import ToolContext
-from agent.tools.grep_engines import MAX_FILE_BYTES, GrepQuery, python_grep, rg_grep
-from agent.tools.search import GrepTool, format_grep
+from agent.tools.search.grep_engines import MAX_FILE_BYTES, GrepQuery, python_grep, rg_grep
+from agent.tools.search.tools import GrepTool, format_grep
 from tests.search.conftest import ENGINES, has_rg, require_engine, write_tree
 
 

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from agent.tools.ignore_rules import IgnoreRules, walk_workspace
+from agent.tools.search.ignore_rules import IgnoreRules, walk_workspace
 from tests.search.conftest import write_tree
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from agent.tools.outline import OutlineTool, format_outline
-from agent.tools.symbols import extract_symbols, language_for_path
+from agent.tools.repo_map.symbols import extract_symbols, language_for_path
 
 SAMPLES = Path(__file__).parent / "samples"
 

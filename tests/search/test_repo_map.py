@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 
 from agent.tools.base import ToolContext
-from agent.tools.pagerank import Graph, pagerank
-from agent.tools.repo_map import RepoMapTool, build_repo_map
-from agent.tools.repo_tags import default_cache_dir, extract_tags, is_mappable
+from agent.tools.repo_map.pagerank import Graph, pagerank
+from agent.tools.repo_map.ranked_map import RepoMapTool, build_repo_map
+from agent.tools.repo_map.tags import default_cache_dir, extract_tags, is_mappable
 from tests.search.conftest import write_tree
 
 PROJECT = {

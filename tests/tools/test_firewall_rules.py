@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.tools.firewall import check_command
-from agent.tools.firewall_git import SandboxGitProbe
+from agent.tools.firewall.git_probe import SandboxGitProbe
+from agent.tools.firewall.screen import check_command
 from agent.tools.shell import Bash
 
 

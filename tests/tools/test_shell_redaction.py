@@ -12,7 +12,7 @@ import time
 from agent.tools.base import ToolContext
 from agent.tools.files import MAX_LINE_CHARS
 from agent.tools.registry import run_tool
-from agent.tools.search import MAX_LINE_CHARS as MAX_GREP_LINE
+from agent.tools.search.tools import MAX_LINE_CHARS as MAX_GREP_LINE
 from agent.tools.shell import OUTPUT_LIMIT
 from tests.secret_forms import SECRET, all_forms_text, leaks
 

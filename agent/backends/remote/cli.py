@@ -63,7 +63,7 @@ def _add_confinement(report: DoctorReport) -> None:
     from pathlib import Path
 
     from agent.config import ConfigError, load_settings
-    from agent.runner import describe_confinement
+    from agent.session_setup import describe_confinement
     from sandbox.base import SandboxError
 
     try:

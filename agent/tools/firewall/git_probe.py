@@ -14,7 +14,7 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from agent.tools.firewall_words import Unknown, parse_options
+from agent.tools.firewall.words import Unknown, parse_options
 from agent.tools.git_guard import GitConfigError, git_argv, guarded_git_env
 from sandbox.base import ExecResult, Sandbox
 

@@ -41,9 +41,9 @@ import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from agent.tools.firewall_git import GitAction, GitProbe
-from agent.tools.firewall_paths import Effect, Target, Workspace, protection_reason
-from agent.tools.firewall_verbs import (
+from agent.tools.firewall.git_probe import GitAction, GitProbe
+from agent.tools.firewall.paths import Effect, Target, Workspace, protection_reason
+from agent.tools.firewall.verbs import (
     RISKY_VERBS,
     SHELLS,
     Effects,
@@ -51,7 +51,7 @@ from agent.tools.firewall_verbs import (
     effects_of,
     find_results,
 )
-from agent.tools.firewall_words import Found, Unknown, parse_options
+from agent.tools.firewall.words import Found, Unknown, parse_options
 
 MAX_NESTING = 8  # nested shell strings inside shell strings
 MAX_CANDIDATES = 16  # possible cwds / variable values tracked before giving up as unknown

@@ -3,7 +3,7 @@
 `effects_of(argv)` peels wrappers (sudo, env, nice, timeout, xargs, ...), notices shell source
 that will run (`sh -c STRING`, `eval`, `watch`), and for each destructive verb returns the
 paths it would delete, overwrite, truncate, move over or recursively re-permission. Git's
-work-discarding subcommands come back as GitActions (firewall_git.py) for the firewall to
+work-discarding subcommands come back as GitActions (git_probe.py) for the firewall to
 check against the repository's real state.
 """
 
@@ -14,9 +14,9 @@ import posixpath
 import shlex
 from dataclasses import dataclass, field
 
-from agent.tools.firewall_git import GitAction, git_action
-from agent.tools.firewall_paths import Effect, Target
-from agent.tools.firewall_words import Found, Unknown, parse_options
+from agent.tools.firewall.git_probe import GitAction, git_action
+from agent.tools.firewall.paths import Effect, Target
+from agent.tools.firewall.words import Found, Unknown, parse_options
 
 
 @dataclass

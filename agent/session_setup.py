@@ -22,11 +22,11 @@ from agent.planner.compaction import ContextBudget
 from agent.planner.limits import Limits
 from agent.planner.prompt import build_system_prompt
 from agent.planner.todo import TodoTool
-from agent.session import SessionWriter, load_events, new_session_id
 from agent.tools.base import ToolContext
 from agent.tools.registry import all_tools
 from agent.tools.secrets import Redactor
 from agent.tools.shell_jobs import kill_all_jobs
+from agent.transcripts import SessionWriter, load_events, new_session_id
 from sandbox.base import Sandbox, SandboxError
 
 

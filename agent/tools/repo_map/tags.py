@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.config import user_cache_dir
-from agent.tools.ignore_rules import IgnoreRules, walk_workspace
-from agent.tools.symbols import extract_flat_symbols, language_for_path, nest_symbols
+from agent.tools.repo_map.symbols import extract_flat_symbols, language_for_path, nest_symbols
+from agent.tools.search.ignore_rules import IgnoreRules, walk_workspace
 from sandbox.base import Sandbox, SandboxError
 
 TAGS_VERSION = 1  # bump when the shape of the tags changes

@@ -47,7 +47,7 @@ def _version(value: bool) -> None:
 def _usage_error(message: str, output_format: str = "text", run: bool = False) -> None:
     """Exit 2 with one line on stderr; a -p run in json/stream-json mode still prints its result object."""
     if run and output_format in ("json", "stream-json"):
-        from agent.headless import fail_before_start
+        from agent.app.headless import fail_before_start
 
         raise typer.Exit(fail_before_start(output_format, "usage_error", message))
     typer.echo(f"error: {message}", err=True)
@@ -114,7 +114,7 @@ def root(
         return
     from agent.config import ConfigError, load_settings
     from agent.permissions import PermissionRuleError, Rule
-    from agent.session import SessionNotFound, latest_session, session_path
+    from agent.transcripts import SessionNotFound, latest_session, session_path
 
     if output_format not in ("text", "json", "stream-json"):
         _usage_error(f"--output-format must be text, json or stream-json, got {output_format!r}")
@@ -167,12 +167,12 @@ def root(
     if task is not None:
         if not task.strip():
             _usage_error("the task is empty", output_format, True)
-        from agent.headless import run_headless
+        from agent.app.headless import run_headless
 
         raise typer.Exit(run_headless(settings, task, output_format, workspace, resume))
     if sys.stdin is None:
         _usage_error("no task and no terminal: give the task with -p TASK (or on stdin)")
-    from agent.interactive import run_interactive
+    from agent.app.interactive import run_interactive
 
     raise typer.Exit(run_interactive(settings, workspace, resume))
 
@@ -183,7 +183,7 @@ sessions_app = typer.Typer(no_args_is_help=True)
 @sessions_app.command("list")
 def sessions_list(as_json: bool = typer.Option(False, "--json", help="One JSON object per line.")) -> None:
     """Saved sessions, newest first."""
-    from agent.session import list_sessions
+    from agent.transcripts import list_sessions
 
     for info in list_sessions():
         if as_json:
@@ -196,7 +196,7 @@ def sessions_list(as_json: bool = typer.Option(False, "--json", help="One JSON o
 @sessions_app.command("show")
 def sessions_show(session_id: str) -> None:
     """Print a session's events as JSON lines."""
-    from agent.session import SessionNotFound, session_path
+    from agent.transcripts import SessionNotFound, session_path
 
     try:
         path = session_path(session_id)
@@ -273,7 +273,7 @@ def main() -> None:
         _show_usage_error(error)
         fmt = _json_run_format(args)
         if fmt is not None:
-            from agent.headless import print_result, setup_failure
+            from agent.app.headless import print_result, setup_failure
 
             print_result(setup_failure("usage_error", f"bad usage: {error.format_message()}"), fmt)
         sys.exit(error.exit_code)

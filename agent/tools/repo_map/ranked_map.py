@@ -1,7 +1,7 @@
 """repo_map: the repository's most important definitions, ranked, within a token budget.
 
 How it ranks (the idea of aider's repo map, our own code):
-1. tags per file (repo_tags.py): definitions by tree-sitter, referenced identifiers;
+1. tags per file (tags.py): definitions by tree-sitter, referenced identifiers;
 2. a graph over files: file R points to file D when R names something D defines, weighted by
    sqrt(occurrences) and how telling the name is (long names count more; private, very short
    and widely defined names less); a use counts fully only when R shows a sign of meaning D's
@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.tools.base import Permission, ToolContext, ToolResult
-from agent.tools.pagerank import Graph, pagerank
-from agent.tools.repo_tags import FileTags, TagsCache, collect_tags
+from agent.tools.repo_map.pagerank import Graph, pagerank
+from agent.tools.repo_map.tags import FileTags, TagsCache, collect_tags
 from agent.tools.workspace_paths import WorkspacePathError, display_path, resolve_workspace_path
 
 CHARS_PER_TOKEN = 4

@@ -30,7 +30,7 @@ from agent.events import (
     json_text,
 )
 from agent.loop import EXIT_CODES
-from agent.runner import start_session
+from agent.session_setup import start_session
 from agent.tools.secrets import Redactor, redact
 from sandbox.base import SandboxError
 

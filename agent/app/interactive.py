@@ -16,13 +16,13 @@ from prompt_toolkit.key_binding import KeyBindings
 from rich.console import Console
 from rich.text import Text
 
+from agent.app.ui import ConsoleRenderer
 from agent.backends.base import BackendError
 from agent.config import Settings
 from agent.permissions import Rule
-from agent.runner import AgentSession, start_session
-from agent.session import list_sessions, state_dir
+from agent.session_setup import AgentSession, start_session
 from agent.tools.checkpoints import CheckpointError, undo
-from agent.ui import ConsoleRenderer
+from agent.transcripts import list_sessions, state_dir
 
 HELP = """\
 /help              this list

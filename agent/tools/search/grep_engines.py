@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 from pathspec import GitIgnoreSpec
 
-from agent.tools.ignore_rules import IgnoreRules, Override, walk_workspace
+from agent.tools.search.ignore_rules import IgnoreRules, Override, walk_workspace
 from sandbox.base import Sandbox, SandboxError
 
 MAX_FILE_BYTES = 50 * 2**20  # as read_file's cap; bigger files are logs or data: use bash

@@ -11,8 +11,8 @@ import stat
 from typing import Any
 
 from agent.tools.base import Permission, ToolContext, ToolResult
-from agent.tools.glob_pattern import compile_glob, literal_prefix
-from agent.tools.grep_engines import (
+from agent.tools.search.glob_pattern import compile_glob, literal_prefix
+from agent.tools.search.grep_engines import (
     LONG_LINE_MARK,
     MAX_FILE_BYTES,
     GrepError,
@@ -22,7 +22,7 @@ from agent.tools.grep_engines import (
     rg_available,
     rg_grep,
 )
-from agent.tools.ignore_rules import IgnoreRules, walk_workspace
+from agent.tools.search.ignore_rules import IgnoreRules, walk_workspace
 from agent.tools.workspace_paths import (
     WorkspacePathError,
     display_path,
