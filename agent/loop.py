@@ -54,17 +54,6 @@ from agent.tools.base import Permission, Tool, ToolContext, ToolResult, openai_t
 from agent.tools.registry import run_tool
 from agent.workspace_diff import diff_since, snapshot
 
-EXIT_CODES = {
-    "done": 0,
-    "error": 1,
-    "usage_error": 2,
-    "limit_reached": 3,
-    "loop_detected": 3,
-    "context_exhausted": 3,
-    "blocked": 4,
-    "backend_unavailable": 5,
-    "cancelled": 130,
-}
 EDIT_TOOLS = {"write_file", "edit_file", "multi_edit", "undo"}
 DEFAULT_TEST_COMMANDS = [
     r"(^|[\s;&|(])(python[\d.]*\s+-m\s+)?(pytest|py\.test|unittest|tox|nox)\b",

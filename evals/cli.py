@@ -19,11 +19,10 @@ from typing import Any
 
 import typer
 
+from agent.exit_codes import ExitCode
 from sandbox.cli import positive_size
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
-
-EXIT_INFRA, EXIT_USAGE, EXIT_NO_DOCKER = 1, 2, 3
 
 
 def _reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -40,10 +39,10 @@ def _reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             return command(*args, **kwargs)
         except (SuiteError, TaskError, PredictionsError, ValueError) as e:
             typer.echo(f"error: {e}", err=True)
-            raise typer.Exit(EXIT_USAGE) from None
+            raise typer.Exit(ExitCode.USAGE) from None
         except DockerUnavailable as e:
             typer.echo(f"error: {e}", err=True)
-            raise typer.Exit(EXIT_NO_DOCKER) from None
+            raise typer.Exit(ExitCode.NO_DOCKER) from None
 
     return wrapper
 
@@ -163,7 +162,7 @@ def run(
         _abandon()
     _emit({"output": str(output), **summary})
     if summary["infra_failures"]:
-        raise typer.Exit(EXIT_INFRA)
+        raise typer.Exit(ExitCode.ERROR)
 
 
 @app.command()
@@ -209,7 +208,7 @@ def validate(
     valid = all(check.valid for check in checks)
     _emit({"valid": valid, "runs": runs, "tasks": [check.to_json() for check in checks]})
     if not valid:
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.ERROR)
 
 
 @app.command()
@@ -240,4 +239,4 @@ def grade(
         _abandon()
     _emit({"output": str(output), **summary})
     if summary["infra_failures"]:
-        raise typer.Exit(EXIT_INFRA)
+        raise typer.Exit(ExitCode.ERROR)

@@ -23,6 +23,7 @@ from agent import __version__
 from agent.backends.local.cli import app as model_app
 from agent.backends.m2.cli import app as format_app
 from agent.backends.remote.cli import doctor_command
+from agent.exit_codes import ExitCode
 from agent.tools.cli import tool_command
 from evals.cli import app as eval_app
 from sandbox.cli import app as sandbox_app
@@ -34,7 +35,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     invoke_without_command=True,
 )
-EXIT_USAGE = 2
 BACKENDS = ("minimax", "openai-compatible", "anthropic-compatible", "completions", "local", "replay")
 
 
@@ -51,7 +51,7 @@ def _usage_error(message: str, output_format: str = "text", run: bool = False) -
 
         raise typer.Exit(fail_before_start(output_format, "usage_error", message))
     typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(EXIT_USAGE)
+    raise typer.Exit(ExitCode.USAGE)
 
 
 @app.callback()
@@ -202,7 +202,7 @@ def sessions_show(session_id: str) -> None:
         path = session_path(session_id)
     except SessionNotFound as exc:
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(EXIT_USAGE) from None
+        raise typer.Exit(ExitCode.USAGE) from None
     from agent.events import json_text
     from agent.tools.secrets import Redactor
 
@@ -279,9 +279,9 @@ def main() -> None:
         sys.exit(error.exit_code)
     except (typer.Abort, KeyboardInterrupt):
         print("aborted", file=sys.stderr)
-        sys.exit(130)
+        sys.exit(ExitCode.CANCELLED)
     except Exception as exc:  # no traceback reaches a user: one line (the traceback with --debug)
         print(f"error: {describe(exc)}", file=sys.stderr)
         report_unexpected(exc)
-        sys.exit(1)
+        sys.exit(ExitCode.ERROR)
     sys.exit(code if isinstance(code, int) else 0)

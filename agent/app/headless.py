@@ -29,7 +29,7 @@ from agent.events import (
     event_to_json,
     json_text,
 )
-from agent.loop import EXIT_CODES
+from agent.exit_codes import exit_code_for
 from agent.session_setup import start_session
 from agent.tools.secrets import Redactor, redact
 from sandbox.base import SandboxError
@@ -108,7 +108,7 @@ def print_result(result: FinalResult, output_format: str, *, streamed: bool = Fa
         else:
             print(f"error: {result.status}: {result.result}", file=sys.stderr)
     sys.stdout.flush()
-    return EXIT_CODES.get(result.status, 1)
+    return exit_code_for(result.status)
 
 
 def fail_before_start(output_format: str, status: str, message: str, started: float | None = None) -> int:
@@ -117,7 +117,7 @@ def fail_before_start(output_format: str, status: str, message: str, started: fl
     print(f"error: {message}", file=sys.stderr)
     if output_format == "text":
         sys.stdout.flush()
-        return EXIT_CODES.get(status, 1)
+        return exit_code_for(status)
     return print_result(setup_failure(status, message, started), output_format)
 
 

@@ -19,6 +19,7 @@ from rich.text import Text
 from agent.app.ui import ConsoleRenderer
 from agent.backends.base import BackendError
 from agent.config import Settings
+from agent.exit_codes import ExitCode
 from agent.permissions import Rule
 from agent.session_setup import AgentSession, start_session
 from agent.tools.checkpoints import CheckpointError, undo
@@ -145,10 +146,10 @@ def run_interactive(settings: Settings, workspace: Path, resume_id: str | None) 
         app = InteractiveApp(settings, workspace, resume_id)
     except BackendError as exc:
         Console(stderr=True).print(f"error: backend unavailable: {exc}")
-        return 5
+        return ExitCode.BACKEND_UNAVAILABLE
     except ValueError as exc:  # an unknown backend kind or option, a malformed URL
         Console(stderr=True).print(f"error: {exc}")
-        return 2
+        return ExitCode.USAGE
     try:
         return app.run()
     finally:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -25,7 +25,8 @@ class ToolCallEvent:
     name: str
     arguments: dict[str, Any]
     id: str | None = None
-    type: str = field(default="tool_call", init=False)
+    # Not "tool_call": that tag belongs to the run event that says a call started (agent/events.py).
+    type: str = field(default="parsed_tool_call", init=False)
 
 
 @dataclass
@@ -70,6 +71,3 @@ class StreamEnd:
 
 BackendEvent = ReasoningDelta | TextDelta | ToolCallEvent | FormatError | Usage | RoundRetry | StreamEnd
 
-
-def event_to_json(event: BackendEvent) -> dict[str, Any]:
-    return asdict(event)

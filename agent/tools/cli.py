@@ -20,6 +20,7 @@ from pathlib import Path
 import typer
 
 from agent.events import json_text
+from agent.exit_codes import ExitCode
 from agent.json_limits import UnusableJson, loads_limited
 from agent.tools.base import ToolContext
 from sandbox.base import SandboxError
@@ -27,7 +28,7 @@ from sandbox.base import SandboxError
 
 def _usage_error(message: str) -> typer.Exit:
     typer.echo(f"mmx-agent tool: {message}", err=True)
-    return typer.Exit(2)
+    return typer.Exit(ExitCode.USAGE)
 
 
 def tool_command(

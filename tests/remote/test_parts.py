@@ -253,7 +253,7 @@ def test_a_server_that_ignores_stream_true_is_understood(serve, backend_for):
     }
     server.faults = [Fault(status=200, body=body)]
     events = list(backend_for(server, model="m").stream([Message.user("hi")], TOOLS, GenerationParams()))
-    assert [e.type for e in events] == ["reasoning_delta", "text_delta", "tool_call", "usage", "end"]
+    assert [e.type for e in events] == ["reasoning_delta", "text_delta", "parsed_tool_call", "usage", "end"]
     assert events[2].arguments == {"a": 1, "b": 2} and events[3].input_tokens == 5
 
 

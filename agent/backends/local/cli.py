@@ -11,12 +11,14 @@ from pathlib import Path
 
 import typer
 
+from agent.exit_codes import ExitCode
+
 app = typer.Typer(no_args_is_help=True, help="The local M2 model: make, inspect and run checkpoints.")
 
 
 def _fail(message: str) -> None:
     typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(1)
+    raise typer.Exit(ExitCode.ERROR)
 
 
 @app.command("init")

@@ -16,6 +16,7 @@ import typer
 from agent.backends.m2.parse import parse_completion
 from agent.backends.m2.render import RenderError, render_prompt
 from agent.backends.messages import MessageFormatError, messages_from_openai, tools_from_openai
+from agent.exit_codes import ExitCode
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -24,13 +25,13 @@ DIALECT_HELP = "Prompt dialect: m2 (MiniMax-M2 family) or m1 (MiniMax-M1)."
 
 def _fail(message: str) -> None:
     typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(1)
+    raise typer.Exit(ExitCode.ERROR)
 
 
 def _check_dialect(dialect: str) -> None:
     if dialect not in ("m2", "m1"):
         typer.echo(f"error: --dialect must be m2 or m1, got {dialect!r}", err=True)
-        raise typer.Exit(2)
+        raise typer.Exit(ExitCode.USAGE)
 
 
 def _load_json(text: str, what: str) -> Any:

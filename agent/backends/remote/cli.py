@@ -19,6 +19,7 @@ import typer
 from agent.backends.base import BackendError
 from agent.backends.remote.doctor import Check, DoctorReport, run_doctor
 from agent.backends.remote.presets import BACKEND_KINDS, make_backend
+from agent.exit_codes import ExitCode
 
 __all__ = ["BACKEND_HELP", "doctor_command", "make_backend"]
 
@@ -44,10 +45,10 @@ def doctor_command(
         )
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise typer.Exit(ExitCode.USAGE) from None
     except BackendError as exc:
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(5) from None
+        raise typer.Exit(ExitCode.BACKEND_UNAVAILABLE) from None
     with remote:
         report = run_doctor(remote, strict=strict)
     _add_confinement(report)

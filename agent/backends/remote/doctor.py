@@ -27,6 +27,7 @@ from agent.backends.remote.anthropic import THINKING_BLOCKS
 from agent.backends.remote.completions import RENDERED_PROMPT
 from agent.backends.remote.http import RemoteBackend
 from agent.backends.remote.reasoning_forms import details_reasoning, render_inline
+from agent.exit_codes import ExitCode
 
 ADD_TOOL = {
     "type": "function",
@@ -77,7 +78,9 @@ class DoctorReport:
 
     @property
     def exit_code(self) -> int:
-        return 0 if self.ok else 5 if self.unreachable else 1
+        if self.ok:
+            return ExitCode.OK
+        return ExitCode.BACKEND_UNAVAILABLE if self.unreachable else ExitCode.ERROR
 
     def add(self, name: str, status: str, detail: str) -> None:
         self.checks.append(Check(name, status, detail))
