@@ -42,7 +42,6 @@ from agent.events import (
     Compaction,
     FinalResult,
     Status,
-    TodoUpdate,
     ToolCallStarted,
     ToolResultEvent,
     UserMessage,
@@ -50,11 +49,10 @@ from agent.events import (
 from agent.permissions import PermissionPolicy
 from agent.planner.compaction import Compactor, ContextBudget, ContextExhausted
 from agent.planner.limits import Limits, LoopDetector
-from agent.tools.base import Permission, Tool, ToolContext, ToolResult, openai_tool
+from agent.tools.base import Tool, ToolContext, ToolResult, openai_tool
 from agent.tools.registry import run_tool
 from agent.workspace_diff import diff_since, snapshot
 
-EDIT_TOOLS = {"write_file", "edit_file", "multi_edit", "undo"}
 DEFAULT_TEST_COMMANDS = [
     r"(^|[\s;&|(])(python[\d.]*\s+-m\s+)?(pytest|py\.test|unittest|tox|nox)\b",
     r"\b(npm|yarn|pnpm|bun)\s+(run\s+)?test\b",
@@ -181,12 +179,15 @@ class AgentLoop:
                 stop = self._run_calls(round_.slots, loops)
                 for slot in round_.slots:
                     assert slot.result is not None
-                    name = slot.call.name
+                    tool = self.tools.get(slot.call.name)
                     if slot.result.data.get("refused") or slot.result.data.get("denied"):
                         refusals += 1
-                    if name in EDIT_TOOLS and slot.result.ok:
+                    if tool is None:
+                        continue
+                    command = tool.command(slot.call.arguments)
+                    if tool.edits_files and slot.result.ok:
                         verified = False  # tests must run again after the last edit
-                    elif name == "bash" and self._is_test_command(slot.call.arguments.get("command", "")):
+                    elif command is not None and self._is_test_command(command):
                         verified = slot.result.ok
                 if stop:
                     raise RunStopped("loop_detected", "the same call was repeated after a warning")
@@ -300,9 +301,7 @@ class AgentLoop:
                 if not isinstance(event, ToolCallEvent | StreamEnd):  # calls are announced when they run
                     self.emit(event)
         finally:
-            close = getattr(stream, "close", None)
-            if close is not None:
-                close()  # stops the HTTP stream or the generation promptly on Ctrl-C
+            stream.close()  # stops the HTTP stream or the generation promptly on Ctrl-C
         return round_
 
     def _assistant_message(self, round_: _Round, turn: int) -> Message:
@@ -367,8 +366,8 @@ class AgentLoop:
         i = 0
         while i < len(runnable):
             group = [runnable[i]]
-            if self._read_only(runnable[i]):
-                while i + len(group) < len(runnable) and self._read_only(runnable[i + len(group)]):
+            if self._parallel_safe(runnable[i]):
+                while i + len(group) < len(runnable) and self._parallel_safe(runnable[i + len(group)]):
                     group.append(runnable[i + len(group)])
             for slot in group:
                 self.emit(ToolCallStarted(slot.call.id or "", slot.call.name, slot.call.arguments))
@@ -382,14 +381,14 @@ class AgentLoop:
                         slot.result = result
             i += len(group)
 
-    def _read_only(self, slot: _Slot) -> bool:
+    def _parallel_safe(self, slot: _Slot) -> bool:
         tool = self.tools.get(slot.call.name)
-        return tool is not None and tool.permission == Permission.READ and tool.name != "todo_write"
+        return tool is not None and tool.parallel_safe
 
     def _run_one(self, call: ToolCall) -> ToolResult:
         result = run_tool(call.name, call.arguments, self.ctx, tools=list(self.tools.values()))
-        if call.name == "todo_write" and result.ok:
-            self.emit(TodoUpdate(list(self.ctx.state.get("todos", []))))
+        for event in result.events:
+            self.emit(event)
         return result
 
     def _append_result(self, slot: _Slot) -> None:

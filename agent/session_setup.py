@@ -127,21 +127,19 @@ class AgentSession:
     sandbox: Sandbox
     writer: SessionWriter
     redactor: Redactor  # everything the session writes or returns passed through it
+    owns_backend: bool = False  # made by start_session, so closed with the session
 
     def sync_back(self) -> str | None:
         """With a copied Docker workspace: bring the run's changes back to the host workspace, and
         return the diff applied (made on the host), which is what the result reports."""
-        sync_back = getattr(self.sandbox, "sync_back", None)
-        if sync_back is None or getattr(self.sandbox, "mode", None) != "copy":
-            return None
         try:
-            diff = sync_back()
+            diff = self.sandbox.sync_back()
         except SandboxError as exc:
             self.loop.emit(
                 Status(f"the sandbox's changes could not be applied to the workspace: {exc}", "error")
             )
             return ""  # nothing reached the workspace
-        if diff.strip():
+        if diff is not None and diff.strip():
             files = sum(1 for line in diff.splitlines() if line.startswith("diff --git "))
             self.loop.emit(Status(f"applied the sandbox's changes to the workspace ({files} files)"))
         return diff
@@ -154,6 +152,8 @@ class AgentSession:
         kill_all_jobs(self.loop.ctx)  # background commands do not outlive the session
         self.writer.close()
         self.sandbox.close()
+        if self.owns_backend:
+            self.backend.close()
 
 
 def start_session(
@@ -168,6 +168,7 @@ def start_session(
     sandbox: Sandbox | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> AgentSession:
+    owns_backend = backend is None
     backend = backend or make_backend(settings, progress)
     mode = permission_mode(settings, interactive)
     history, todos = [], []
@@ -188,7 +189,7 @@ def start_session(
         shell_isolated=settings.sandbox == "docker",
         redact=redactor.redact,
     )
-    ctx = ToolContext(sandbox, state={"todos": todos}, session_redactor=redactor)
+    ctx = ToolContext(sandbox, todos=todos, session_redactor=redactor)
 
     def write_and_emit(event: Any) -> None:
         writer.write(event)
@@ -219,11 +220,11 @@ def start_session(
         ),
         test_commands=settings.test_commands,
     )
-    session = AgentSession(session_id, loop, backend, sandbox, writer, redactor)
+    session = AgentSession(session_id, loop, backend, sandbox, writer, redactor, owns_backend)
     loop.before_result.append(session.sync_back)
     emit_all(
         SessionStart(
-            session_id, str(workspace), backend.name, getattr(backend, "model", ""), mode, sandbox.confinement
+            session_id, str(workspace), backend.name, backend.model, mode, sandbox.confinement
         )
     )
     return session

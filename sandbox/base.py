@@ -18,6 +18,7 @@ class ExecResult:
     output: str  # stdout and stderr interleaved, possibly capped (see `elided`)
     timed_out: bool = False
     elided: int = 0  # bytes dropped from the middle of the output by the cap
+    oom_killed: bool = False  # the kernel's OOM killer stopped a process (only containers can tell)
 
 
 @dataclass
@@ -102,5 +103,9 @@ class Sandbox(Protocol):
         """Like os.walk (top-down, symlinks not followed), in as few round trips as the sandbox allows."""
 
     def remove(self, path: str) -> None: ...
+
+    def sync_back(self) -> str | None:
+        """With a workspace copied into the sandbox: apply the run's changes to the host workspace and
+        return the diff applied. None when the sandbox works on the workspace in place."""
 
     def close(self) -> None: ...

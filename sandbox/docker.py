@@ -122,11 +122,6 @@ class Limits:
 WORKSPACE_LIMITS = Limits(disk=DEFAULT_DISK)  # the agent's sandbox and `sandbox exec`
 
 
-@dataclass
-class DockerExecResult(ExecResult):
-    oom_killed: bool = False  # the kernel's OOM killer stopped a process during this command
-
-
 @dataclass(frozen=True)
 class FileChange:
     path: str
@@ -325,7 +320,7 @@ class DockerSandbox:
         max_output: int = 1_000_000,
         confined: bool = True,
         redactor: OutputRedactor | None = None,
-    ) -> DockerExecResult:
+    ) -> ExecResult:
         # The helper keeps the same head and tail as this CappedOutput, which drops what may be
         # part of a secret at the cut when it makes the text.
         output = CappedOutput(max_output, redactor)
@@ -356,7 +351,7 @@ class DockerSandbox:
         oom_killed = reply.get("oom_killed")
         if oom_killed is None:
             oom_killed = reply.get("exit_code") == 137 and self._oom_event_since(started)
-        return DockerExecResult(
+        return ExecResult(
             exit_code=reply["exit_code"],
             output=output.text(),
             timed_out=reply["timed_out"],
@@ -515,6 +510,9 @@ class DockerSandbox:
         return _without_docker_plumbing(changes)
 
     # -- life cycle ------------------------------------------------------------------------
+
+    def sync_back(self) -> str | None:
+        return None  # no host workspace behind this container (WorkspaceSandbox has one)
 
     def close(self) -> None:
         """Removes the container (always, whatever state it is in); safe to call twice."""

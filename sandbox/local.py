@@ -206,6 +206,9 @@ class LocalSandbox:
         with _as_sandbox_error():
             files.remove(path)
 
+    def sync_back(self) -> None:
+        return None  # commands ran on the workspace itself
+
     def close(self) -> None:
         pass
 

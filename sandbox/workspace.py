@@ -87,8 +87,11 @@ class WorkspaceSandbox(DockerSandbox):
         """
         return self._diff_against_baseline()[0]
 
-    def sync_back(self) -> str:
-        """Applies the container's changes to the host workspace; they become the new baseline."""
+    def sync_back(self) -> str | None:
+        """Applies the container's changes to the host workspace; they become the new baseline.
+        A bind-mounted workspace was changed in place: None."""
+        if self.mode != "copy":
+            return None
         diff, tree_id = self._diff_against_baseline()
         apply_diff_to_host(self.host_workspace, diff)
         self._baseline = tree_id

@@ -69,7 +69,7 @@ class InteractiveApp:
         loop = self.session.loop
         self.console.print(
             Text(
-                f"mmx-agent · {self.session.backend.name} {getattr(self.session.backend, 'model', '')} · "
+                f"mmx-agent · {self.session.backend.name} {self.session.backend.model} · "
                 f"{loop.policy.mode} · shell confinement: {self.session.sandbox.confinement} · "
                 f"session {self.session.session_id} · /help",
                 style="dim",
@@ -121,16 +121,16 @@ class InteractiveApp:
             except (CheckpointError, ValueError) as exc:
                 self.console.print(Text(f"cannot undo: {exc}", style="red"))
         elif name == "/todo":
-            self.renderer.show_todos(loop.ctx.state.get("todos", []))
+            self.renderer.show_todos(loop.ctx.todos)
         elif name == "/compact":
             try:
                 self.console.print(loop.compact_now())
             except BackendError as exc:
                 self.console.print(Text(f"compaction failed: {exc}", style="red"))
         elif name == "/model":
-            if rest and hasattr(self.session.backend, "model"):
+            if rest:
                 self.session.backend.model = rest
-            self.console.print(f"model: {getattr(self.session.backend, 'model', '?')}")
+            self.console.print(f"model: {self.session.backend.model}")
         elif name == "/sessions":
             for info in list_sessions()[:20]:
                 self.console.print(f"{info.session_id}  {info.status:<18} {info.first_message[:60]!r}")

@@ -12,7 +12,7 @@ what they got of the round so far), and StreamEnd last.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -68,7 +68,16 @@ class Backend(Protocol):
 
     def stream(
         self, messages: list[Message], tools: list[dict[str, Any]], params: GenerationParams
-    ) -> Iterator[BackendEvent]: ...
+    ) -> Generator[BackendEvent, None, None]: ...
+
+    def count_tokens(self, text: str) -> int:
+        """The size of a rendered prompt in tokens: exact where the backend has the tokenizer or
+        the server counts, else an estimate that errs high (the context budget relies on it)."""
+        ...
+
+    def close(self) -> None:
+        """Releases what the backend holds (connections); the session that made it calls this."""
+        ...
 
     def credentials(self) -> dict[str, str]:
         """{name: value} of the secrets the backend holds (its API key), so that the session can

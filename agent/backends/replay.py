@@ -9,7 +9,7 @@ a server would. When the file runs out the round fails with a clear BackendError
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from agent.backends.events import BackendEvent, Usage
 from agent.backends.m2.parse import CompletionParser
 from agent.backends.m2.render import render_prompt
 from agent.backends.messages import Message
-from agent.planner.budget import estimate_tokens
+from agent.backends.token_estimate import estimate_tokens
 
 CHUNK_CHARS = 7  # about what one token decodes to: exercises the parser's streaming paths
 
@@ -68,9 +68,15 @@ class ReplayBackend:
     def credentials(self) -> dict[str, str]:
         return {}
 
+    def count_tokens(self, text: str) -> int:
+        return estimate_tokens(text)
+
+    def close(self) -> None:
+        pass
+
     def stream(
         self, messages: list[Message], tools: list[dict[str, Any]], params: GenerationParams
-    ) -> Iterator[BackendEvent]:
+    ) -> Generator[BackendEvent, None, None]:
         prompt = render_prompt(messages, tools)
         self.prompts.append(prompt)
         if self._record is not None:

@@ -21,7 +21,7 @@ from agent.backends.base import Backend, ContextWindowExceeded, GenerationParams
 from agent.backends.events import TextDelta, Usage
 from agent.backends.m2.render import render_prompt
 from agent.backends.messages import Message
-from agent.planner.budget import CHARS_PER_TOKEN, count_tokens
+from agent.backends.token_estimate import CHARS_PER_TOKEN
 
 TRIM_ABOVE_CHARS = 2_000
 TRIM_HEAD_CHARS = 800
@@ -77,7 +77,7 @@ class Compactor:
         self.on_usage = on_usage
 
     def prompt_tokens(self, system: Message, messages: list[Message], tools: list[dict[str, Any]]) -> int:
-        return count_tokens(self.backend, render_prompt([system, *messages], tools))
+        return self.backend.count_tokens(render_prompt([system, *messages], tools))
 
     def fit(
         self, system: Message, messages: list[Message], tools: list[dict[str, Any]], force: bool = False
@@ -109,7 +109,7 @@ class Compactor:
         return "summary", before, after, compacted
 
     def _summarise(self, older: list[Message]) -> str:
-        overhead = count_tokens(self.backend, SUMMARY_SYSTEM + SUMMARY_REQUEST) + 64
+        overhead = self.backend.count_tokens(SUMMARY_SYSTEM + SUMMARY_REQUEST) + 64
         room_chars = int((self.budget.limit - overhead) * CHARS_PER_TOKEN * 0.9)
         transcript = _fit_chars(transcript_of(older), max(room_chars, 1_000))
         request = [

@@ -9,10 +9,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from agent.tools.secrets import Redactor
 from sandbox.base import Sandbox
+
+if TYPE_CHECKING:
+    from agent.tools.shell_jobs import Job
 
 
 class Permission(StrEnum):
@@ -27,9 +30,21 @@ class ToolResult:
     ok: bool
     output: str
     data: dict[str, Any] = field(default_factory=dict)
+    # Run events the call adds to the session after its result (todo_write's TodoUpdate).
+    events: list[Any] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {"ok": self.ok, "output": self.output, **self.data}
+
+
+@dataclass
+class ShellState:
+    """What the shell tools remember between calls."""
+
+    cwd: str | None = None  # where the last command left off (None: the workspace root)
+    home: str | None = None  # $HOME as the sandbox's shell sees it, found once
+    jobs: dict[str, Job] = field(default_factory=dict)  # background commands by id
+    jobs_dir: str | None = None  # where background commands write their output
 
 
 @dataclass
@@ -37,7 +52,10 @@ class ToolContext:
     """Per-session state shared by the tools of one agent session."""
 
     sandbox: Sandbox
-    state: dict[str, Any] = field(default_factory=dict)  # e.g. persistent cwd, background jobs
+    todos: list[dict[str, str]] = field(default_factory=list)  # the model's plan (todo_write)
+    shell: ShellState = field(default_factory=ShellState)
+    checkpoint_store: str | None = None  # the shadow store's path in the sandbox, found once
+    rg_available: bool | None = None  # whether the sandbox has ripgrep (None: not asked yet)
     # A session's redactor (it knows the backend's key); without one, the environment's at each call.
     session_redactor: Redactor | None = None
 
@@ -58,8 +76,31 @@ class Tool(Protocol):
     description: str
     parameters: dict[str, Any]  # JSON schema (type: object) of the arguments
     permission: Permission
+    edits_files: bool  # a successful call changes files in the workspace (tests must run again)
+    parallel_safe: bool  # may run at the same time as other parallel-safe calls of the same round
+    manages_checkpoints: bool  # takes care of checkpoints itself: the registry takes none before it
+
+    def command(self, args: dict[str, Any]) -> str | None:
+        """The shell command line the call would run; None for tools that run none."""
+        ...
 
     def run(self, args: dict[str, Any], ctx: ToolContext) -> ToolResult: ...
+
+
+class ToolBase:
+    """The traits' defaults: a tool edits no file, runs no command, keeps no checkpoints of its own,
+    and may run beside others when it only reads."""
+
+    permission: Permission
+    edits_files = False
+    manages_checkpoints = False
+
+    @property
+    def parallel_safe(self) -> bool:
+        return self.permission == Permission.READ
+
+    def command(self, args: dict[str, Any]) -> str | None:
+        return None
 
 
 def openai_tool(tool: Tool) -> dict[str, Any]:

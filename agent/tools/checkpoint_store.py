@@ -73,9 +73,8 @@ class StoreOutput:
 
 def store_path(ctx: ToolContext) -> str:
     """Where this workspace's shadow store lives, as the sandbox sees it."""
-    cached = ctx.state.get("checkpoints.store")
-    if cached:
-        return cached
+    if ctx.checkpoint_store:
+        return ctx.checkpoint_store
     found = ctx.sandbox.exec(
         'd="${XDG_STATE_HOME:-}"; case "$d" in /*) ;; *) d="$HOME/.local/state";; esac; printf %s "$d"',
         timeout=30,
@@ -86,7 +85,7 @@ def store_path(ctx: ToolContext) -> str:
         raise CheckpointError(f"cannot find the state directory for checkpoints: {found.output.strip()}")
     workspace_hash = hashlib.sha256(ctx.root.encode()).hexdigest()[:16]
     store = f"{state_home}/mmx-agent/checkpoints/{workspace_hash}"
-    ctx.state["checkpoints.store"] = store
+    ctx.checkpoint_store = store
     return store
 
 

@@ -26,7 +26,7 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.tools.base import Permission, ToolContext, ToolResult
+from agent.tools.base import Permission, ToolBase, ToolContext, ToolResult
 from agent.tools.checkpoint_store import (
     CHECKPOINTS_REF,
     UNDONE_REF,
@@ -237,7 +237,7 @@ def _describe_change(diff_line: str) -> str:
     return {"A": "restored", "D": "removed", "M": "reverted"}.get(status[:1], status) + " " + path
 
 
-class Undo:
+class Undo(ToolBase):
     name = "undo"
     description = (
         "Undo the last n tool calls that changed files in the workspace (edits, writes, and shell "
@@ -252,6 +252,7 @@ class Undo:
         "additionalProperties": False,
     }
     permission = Permission.EDIT
+    edits_files = True  # files go back to an earlier state
     manages_checkpoints = True  # the registry must not checkpoint before an undo: it would undo nothing
 
     def run(self, args: dict[str, Any], ctx: ToolContext) -> ToolResult:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.json_limits import without_lone_surrogates
-from agent.tools.base import Permission, ToolContext, ToolResult
+from agent.tools.base import Permission, ToolBase, ToolContext, ToolResult
 from agent.tools.edit_match import EditError, EditOutcome, apply_edit
 from agent.tools.workspace_paths import (
     WorkspacePath,
@@ -172,7 +172,7 @@ def _snippet(text: str, first_line: int, line_count: int, context: int = 3) -> s
 # -- the tools --------------------------------------------------------------------------------
 
 
-class ReadFile:
+class ReadFile(ToolBase):
     name = "read_file"
     description = (
         "Read a text file from the workspace. Returns lines numbered like `cat -n` (number, tab, text). "
@@ -239,7 +239,7 @@ class ReadFile:
         return ToolResult(True, output, data_fields)
 
 
-class WriteFile:
+class WriteFile(ToolBase):
     name = "write_file"
     description = (
         "Create or overwrite a file with the given content (the whole file). Parent directories are "
@@ -255,6 +255,7 @@ class WriteFile:
         "additionalProperties": False,
     }
     permission = Permission.EDIT
+    edits_files = True
 
     @_reports_failures
     def run(self, args: dict[str, Any], ctx: ToolContext) -> ToolResult:
@@ -276,7 +277,7 @@ class WriteFile:
         )
 
 
-class EditFile:
+class EditFile(ToolBase):
     name = "edit_file"
     description = (
         "Replace text in a file. `old` must match the file exactly and be unique (add surrounding lines "
@@ -296,6 +297,7 @@ class EditFile:
         "additionalProperties": False,
     }
     permission = Permission.EDIT
+    edits_files = True
 
     @_reports_failures
     def run(self, args: dict[str, Any], ctx: ToolContext) -> ToolResult:
@@ -312,7 +314,7 @@ class EditFile:
         )
 
 
-class MultiEdit:
+class MultiEdit(ToolBase):
     name = "multi_edit"
     description = (
         "Apply several edits to one file, in order, all or nothing: each edit sees the result of the "
@@ -341,6 +343,7 @@ class MultiEdit:
         "additionalProperties": False,
     }
     permission = Permission.EDIT
+    edits_files = True
 
     @_reports_failures
     def run(self, args: dict[str, Any], ctx: ToolContext) -> ToolResult:

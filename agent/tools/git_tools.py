@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from agent.tools.base import Permission, ToolContext, ToolResult
+from agent.tools.base import Permission, ToolBase, ToolContext, ToolResult
 from agent.tools.git_exec import (
     GitError,
     cap_text,
@@ -38,7 +38,7 @@ STATUS_WORDS = {
 CONFLICT_CODES = {"DD", "AU", "UD", "UA", "DU", "AA", "UU"}
 
 
-class GitTool:
+class GitTool(ToolBase):
     """Shared plumbing: errors become ok=False results with a message the model can act on."""
 
     name = ""

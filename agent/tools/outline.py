@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.tools.base import Permission, ToolContext, ToolResult
+from agent.tools.base import Permission, ToolBase, ToolContext, ToolResult
 from agent.tools.repo_map.symbols import LANGUAGE_BY_EXTENSION, Symbol, extract_symbols, language_for_path
 from agent.tools.workspace_paths import WorkspacePathError, resolve_workspace_target
 from sandbox.base import FileTooLarge, SandboxError
@@ -33,7 +33,7 @@ def format_outline(symbols: list[Symbol]) -> list[str]:
     return lines
 
 
-class OutlineTool:
+class OutlineTool(ToolBase):
     name = "outline"
     description = (
         "Outline one source file: its classes, functions, methods (and structs, interfaces, "

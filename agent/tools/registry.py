@@ -59,7 +59,9 @@ def run_tool(name: str, args: Any, ctx: ToolContext, tools: list[Tool] | None = 
             output = redactor.trim_cut(output, marker)
     # Lone surrogates (undecodable bytes of a file or a file name) cannot be encoded for any output.
     output = without_lone_surrogates(redactor.redact(output))
-    return ToolResult(result.ok, output, without_lone_surrogates(redactor.redact_data(result.data)))
+    return ToolResult(
+        result.ok, output, without_lone_surrogates(redactor.redact_data(result.data)), result.events
+    )
 
 
 def _run_unredacted(name: str, args: Any, ctx: ToolContext, tools: list[Tool]) -> ToolResult:
@@ -99,7 +101,7 @@ def _run_unredacted(name: str, args: Any, ctx: ToolContext, tools: list[Tool]) -
             {"error": "bad_arguments"},
         )
     note = ""
-    if tool.permission in MUTATING and not getattr(tool, "manages_checkpoints", False):
+    if tool.permission in MUTATING and not tool.manages_checkpoints:
         try:
             taken = checkpoints.checkpoint(ctx, f"{name} {json.dumps(args, ensure_ascii=False)[:200]}")
             note = "".join(f"\n[note: {repair}]" for repair in taken.notes)
@@ -110,7 +112,7 @@ def _run_unredacted(name: str, args: Any, ctx: ToolContext, tools: list[Tool]) -
     except Exception as e:  # a bug in a tool is reported to the model, not raised into the loop
         return ToolResult(False, f"{name} failed: {type(e).__name__}: {e}{note}", {"error": "tool_crashed"})
     if note:
-        result = ToolResult(result.ok, result.output + note, result.data)
+        result = ToolResult(result.ok, result.output + note, result.data, result.events)
     return result
 
 

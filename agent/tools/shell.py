@@ -13,7 +13,7 @@ import shlex
 import uuid
 from typing import Any
 
-from agent.tools.base import Permission, ToolContext, ToolResult
+from agent.tools.base import Permission, ToolBase, ToolContext, ToolResult
 from agent.tools.firewall.git_probe import SandboxGitProbe
 from agent.tools.firewall.paths import is_within
 from agent.tools.firewall.screen import check_command
@@ -34,15 +34,15 @@ q = shlex.quote
 
 
 def session_cwd(ctx: ToolContext) -> str:
-    return ctx.state.get("shell.cwd") or ctx.root
+    return ctx.shell.cwd or ctx.root
 
 
 def session_home(ctx: ToolContext) -> str:
     """$HOME as the sandbox's shell sees it (the firewall expands ~ with it)."""
-    if "shell.home" not in ctx.state:
+    if ctx.shell.home is None:
         found = ctx.sandbox.exec('printf %s "$HOME"', timeout=30)
-        ctx.state["shell.home"] = found.output.strip() or "/"
-    return ctx.state["shell.home"]
+        ctx.shell.home = found.output.strip() or "/"
+    return ctx.shell.home
 
 
 def _screen(command: str, ctx: ToolContext) -> ToolResult | None:
@@ -65,7 +65,7 @@ def _valid_cwd(ctx: ToolContext) -> tuple[str, str]:
     cwd = session_cwd(ctx)
     info = ctx.sandbox.stat(cwd)
     if info is None or not info.is_dir:
-        ctx.state["shell.cwd"] = ctx.root
+        ctx.shell.cwd = ctx.root
         return (
             ctx.root,
             f"[the previous working directory {cwd} no longer exists; using the workspace root]\n",
@@ -73,7 +73,7 @@ def _valid_cwd(ctx: ToolContext) -> tuple[str, str]:
     return cwd, ""
 
 
-class Bash:
+class Bash(ToolBase):
     name = "bash"
     description = (
         "Run a bash command in the workspace. The working directory persists between calls (cd works); "
@@ -94,6 +94,9 @@ class Bash:
         "additionalProperties": False,
     }
     permission = Permission.EXECUTE
+
+    def command(self, args: dict[str, Any]) -> str | None:
+        return args.get("command") if isinstance(args.get("command"), str) else None
 
     def run(self, args: dict[str, Any], ctx: ToolContext) -> ToolResult:
         command = args["command"]
@@ -139,9 +142,9 @@ class Bash:
     def _move_to(ctx: ToolContext, new_cwd: str) -> str:
         real = ctx.sandbox.realpath(new_cwd)
         if is_within(real, ctx.root):
-            ctx.state["shell.cwd"] = real
+            ctx.shell.cwd = real
             return ""
-        ctx.state["shell.cwd"] = ctx.root
+        ctx.shell.cwd = ctx.root
         return f"[the command left the workspace (cd {new_cwd}); the next command starts in the workspace root]\n"
 
 

@@ -13,7 +13,7 @@ import shlex
 from dataclasses import dataclass
 from typing import Any
 
-from agent.tools.base import Permission, ToolContext, ToolResult
+from agent.tools.base import Permission, ToolBase, ToolContext, ToolResult
 
 OUTPUT_LIMIT = 30_000  # bytes of new output returned per read; older bytes are skipped
 
@@ -48,16 +48,16 @@ _GROUP_ALIVE = r"""group_alive() {
 
 
 def _jobs(ctx: ToolContext) -> dict[str, Job]:
-    return ctx.state.setdefault("shell.jobs", {})
+    return ctx.shell.jobs
 
 
 def _jobs_dir(ctx: ToolContext) -> str:
-    if "shell.jobs_dir" not in ctx.state:
+    if ctx.shell.jobs_dir is None:
         made = ctx.sandbox.exec('mktemp -d "${TMPDIR:-/tmp}/mmx-agent-jobs.XXXXXX"', timeout=30)
         if made.exit_code != 0:
             raise RuntimeError(f"cannot create a directory for background jobs: {made.output.strip()}")
-        ctx.state["shell.jobs_dir"] = made.output.strip()
-    return ctx.state["shell.jobs_dir"]
+        ctx.shell.jobs_dir = made.output.strip()
+    return ctx.shell.jobs_dir
 
 
 def start_job(ctx: ToolContext, command: str, *, cwd: str, env: dict[str, str], note: str = "") -> ToolResult:
@@ -129,7 +129,7 @@ def _find_job(ctx: ToolContext, job_id: str) -> Job | ToolResult:
     return job
 
 
-class BashOutput:
+class BashOutput(ToolBase):
     name = "bash_output"
     description = (
         "Show the new output of a background job since the last call, and whether it is still running."
@@ -152,7 +152,7 @@ class BashOutput:
         return ToolResult(True, text, {"job_id": job.id, "status": status, "running": status == "running"})
 
 
-class BashKill:
+class BashKill(ToolBase):
     name = "bash_kill"
     description = "Stop a background job: its whole process group gets TERM, then KILL if it lingers."
     parameters = BashOutput.parameters

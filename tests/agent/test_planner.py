@@ -55,7 +55,7 @@ def test_todo_tool_updates_the_plan_and_the_session(tmp_path):
     session.close()
     updates = [e for e in events if isinstance(e, TodoUpdate)]
     assert [u.items for u in updates] == [todos]  # the invalid plan was refused, not applied
-    assert session.loop.ctx.state["todos"] == todos
+    assert session.loop.ctx.todos == todos
 
 
 def test_permission_rules():

@@ -302,7 +302,7 @@ def test_checkpoints_and_run_diffs(arena, tmp_path):
     assert "+# Changed" in patch
 
     assert run_tool("write_file", {"path": "a.txt", "content": "1\n"}, ctx).ok  # the store exists now
-    store = Path(ctx.state["checkpoints.store"])
+    store = Path(ctx.checkpoint_store)
     with open(store / "config", "a") as config:
         config.write(
             f"[core]\n\tfsmonitor = {arena.program('store-fsmonitor')}\n\thooksPath = {arena.outside}\n"

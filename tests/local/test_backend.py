@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 
+from agent.backends.base import GenerationParams
 from agent.backends.events import ReasoningDelta, StreamEnd, TextDelta, ToolCallEvent, Usage
 from agent.backends.local.backend import LocalBackend, sampling_from
 from agent.backends.local.generate import Generator
@@ -41,7 +42,7 @@ def scripted(tmp_path_factory):
 def test_stream_emits_reasoning_tool_call_usage_end(scripted):
     backend = LocalBackend(scripted)
     assert backend.name == "local" and backend.context_window == 4096
-    events = list(backend.stream(MESSAGES, TOOLS, {"greedy": True}))
+    events = list(backend.stream(MESSAGES, TOOLS, GenerationParams(temperature=0)))
     reasoning = "".join(e.text for e in events if isinstance(e, ReasoningDelta))
     assert reasoning.strip() == "Let me look."
     calls = [e for e in events if isinstance(e, ToolCallEvent)]
@@ -69,7 +70,7 @@ def test_stream_emits_reasoning_tool_call_usage_end(scripted):
         },
         {"role": "tool", "tool_call_id": "1", "content": "a.py"},
     ]
-    events = list(backend.stream(followup, TOOLS, {"greedy": True, "max_tokens": 3}))
+    events = list(backend.stream(followup, TOOLS, GenerationParams(temperature=0, max_tokens=3)))
     usage = next(e for e in events if isinstance(e, Usage))
     assert usage.cached_tokens >= usage.input_tokens // 2 and usage.output_tokens == 3
     assert events[-1] == StreamEnd("length")
@@ -78,11 +79,11 @@ def test_stream_emits_reasoning_tool_call_usage_end(scripted):
 def test_sampled_stream_equals_parsing_the_whole_completion(random_checkpoint):
     """Whatever the random model writes, the streamed events are what the parser makes of the full text."""
     backend = LocalBackend(random_checkpoint, dtype="float32")
-    events = list(backend.stream(MESSAGES, TOOLS, {"seed": 3, "max_tokens": 40}))
+    events = list(backend.stream(MESSAGES, TOOLS, GenerationParams(seed=3, max_tokens=40)))
     lm = backend.lm
     prompt = lm.tokenizer.encode(render_prompt(MESSAGES, TOOLS))
     gen = Generator(lm.model)  # a fresh prefill of the same prompt with the same seed
-    ids = list(gen.generate(prompt, 40, sampling_from(lm.defaults, {"seed": 3}), (lm.tokenizer.eos_id,)))
+    ids = list(gen.generate(prompt, 40, sampling_from(lm.defaults, GenerationParams(seed=3)), (lm.tokenizer.eos_id,)))
     parser = CompletionParser(TOOLS)
     expected = parser.feed(lm.tokenizer.decode(ids)) + parser.finish()
 

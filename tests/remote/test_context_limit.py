@@ -15,9 +15,9 @@ from agent.backends.base import GenerationParams, PromptTooLong
 from agent.backends.m2.render import render_prompt
 from agent.backends.messages import Message
 from agent.backends.remote.context_errors import context_rejection
+from agent.backends.token_estimate import estimate_tokens
 from agent.config import Settings
 from agent.events import Compaction, Status
-from agent.planner.budget import estimate_tokens
 from agent.session_setup import start_session
 from tests.remote.servers import Reply, count_tokens
 

@@ -189,7 +189,7 @@ def test_auto_engine_checks_for_rg_once(tricky_ctx):
     tool = GrepTool()
     first = tool.run({"pattern": "needle"}, tricky_ctx)
     assert first.data["engine"] == ("rg" if has_rg(tricky_ctx) else "python")
-    tricky_ctx.state["search.rg_available"] = False  # the cached answer is what decides
+    tricky_ctx.rg_available = False  # the cached answer is what decides
     assert tool.run({"pattern": "needle"}, tricky_ctx).data["engine"] == "python"
 
 

@@ -6,18 +6,21 @@ the reasoning block opened by the generation prompt) is fed to the format layer'
 
 from __future__ import annotations
 
+import collections.abc
 import json
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from agent.backends.base import GenerationParams
 from agent.backends.events import BackendEvent, StreamEnd, ToolCallEvent, Usage
 from agent.backends.local import cpu_kernels
 from agent.backends.local.generate import Generator, SamplingParams
 from agent.backends.local.loader import load_model
 from agent.backends.local.tokenizer import M2Tokenizer
+from agent.backends.messages import Message
 
 # Per round, unless the request (the `max_output_tokens` setting) says otherwise: room for M2's reasoning
 # and a tool call, without a runaway round costing minutes on a CPU.
@@ -25,30 +28,21 @@ DEFAULT_MAX_NEW_TOKENS = 4096
 PROGRESS_SECONDS = 2.0  # how often a round in progress reports itself
 
 
-def _param(params: Any, *keys: str) -> Any:
-    """Read the first present key from a mapping or an object's attributes (None when absent)."""
-    for key in keys:
-        value = params.get(key) if isinstance(params, Mapping) else getattr(params, key, None)
-        if value is not None:
-            return value
-    return None
-
-
-def sampling_from(defaults: SamplingParams, params: Any) -> SamplingParams:
-    """Request parameters (dict or object; None means "use the default") over the checkpoint defaults."""
+def sampling_from(defaults: SamplingParams, params: GenerationParams | None) -> SamplingParams:
+    """The request's sampling over the checkpoint's defaults (None keeps a default); temperature 0 is greedy."""
     if params is None:
         return defaults
-    changes = {}
-    for field, keys in (
-        ("temperature", ("temperature",)),
-        ("top_p", ("top_p",)),
-        ("top_k", ("top_k",)),
-        ("greedy", ("greedy",)),
-        ("seed", ("seed",)),
-    ):
-        value = _param(params, *keys)
-        if value is not None:
-            changes[field] = value
+    changes: dict[str, Any] = {}
+    if params.temperature is not None:
+        changes["temperature"] = params.temperature
+        if params.temperature <= 0:
+            changes["greedy"] = True
+    if params.top_p is not None:
+        changes["top_p"] = params.top_p
+    if params.top_k is not None:
+        changes["top_k"] = params.top_k
+    if params.seed is not None:
+        changes["seed"] = params.seed
     return replace(defaults, **changes)
 
 
@@ -119,12 +113,15 @@ class LocalBackend:
         """Exact prompt size, for the agent's context budget."""
         return len(self.lm.tokenizer.encode(text))
 
+    def close(self) -> None:
+        pass  # the weights go with the object; nothing else is held open
+
     def stream(
-        self, messages: list[dict], tools: list[dict] | None = None, params: Any = None
-    ) -> Iterator[BackendEvent]:
+        self, messages: list[Message], tools: list[dict[str, Any]], params: GenerationParams | None = None
+    ) -> collections.abc.Generator[BackendEvent, None, None]:
         """Render, generate and parse: reasoning/text deltas and tool calls as they complete, then Usage,
-        then StreamEnd (stop | tool_calls | length). `params` (dict or object) may carry temperature,
-        top_p, top_k, greedy, seed and max_tokens. A prompt longer than the context window raises
+        then StreamEnd (stop | tool_calls | length). None fields of `params` keep the checkpoint's
+        sampling defaults and the per-round token cap. A prompt longer than the context window raises
         generate.ContextLengthError before anything is generated."""
         from agent.backends.m2.parse import CompletionParser
         from agent.backends.m2.render import render_prompt
@@ -132,8 +129,7 @@ class LocalBackend:
         tok, gen = self.lm.tokenizer, self.lm.generator
         ids = tok.encode(render_prompt(messages, tools or None))
         sampling = sampling_from(self.lm.defaults, params)
-        budget = _param(params, "max_tokens", "max_new_tokens") if params is not None else None
-        budget = int(budget or self.max_new_tokens)
+        budget = (params.max_tokens if params is not None else None) or self.max_new_tokens
 
         self.rounds += 1
         report = RoundProgress(self.progress, self.rounds, len(ids), budget)

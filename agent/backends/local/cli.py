@@ -128,6 +128,9 @@ def generate_command(
     if dtype is not None and dtype not in ("float32", "bfloat16"):
         _fail(f"--dtype must be float32 or bfloat16, got {dtype!r}")
     _require_torch()
+    from dataclasses import replace
+
+    from agent.backends.base import GenerationParams
     from agent.backends.local.backend import LocalModel, sampling_from
 
     try:
@@ -145,10 +148,9 @@ def generate_command(
 
             prompt = render_prompt([{"role": "user", "content": prompt}])
         ids = lm.tokenizer.encode(prompt)
-    params = sampling_from(
-        lm.defaults,
-        {"greedy": greedy or None, "seed": seed, "temperature": temperature, "top_p": top_p, "top_k": top_k},
-    )
+    params = sampling_from(lm.defaults, GenerationParams(temperature, top_p, top_k, seed=seed))
+    if greedy:
+        params = replace(params, greedy=True)
     out: list[int] = []
     decoder = lm.tokenizer.stream()
     try:

@@ -163,7 +163,7 @@ def run_doctor(backend: RemoteBackend, strict: bool = False) -> DoctorReport:
         )
         return report
     form = MODE_NAMES.get(mode or "", mode)
-    if getattr(backend, "bare_think", False):
+    if backend.bare_think:
         form = "M2's raw text, reasoning without <think> (the server runs no reasoning parser)"
     report.add("reasoning", "pass", f"{len(first.reasoning)} characters, as {form}")
     call = next((c for c in first.calls if c.name == "add"), None)
@@ -278,7 +278,7 @@ def _reasoning_in_request(
         ok = isinstance(sent, list) and details_reasoning(sent) == reasoning and (not items or sent == items)
         return ok, "as the reasoning_details received" if ok else "reasoning_details missing or altered"
     if mode == "reasoning_content":
-        field_name = getattr(backend, "split_field", "reasoning_content")
+        field_name = backend.split_field
         ok = turn.get(field_name) == reasoning
         return ok, f"in the {field_name} field" if ok else f"the {field_name} field is missing or altered"
     content = turn.get("content") if isinstance(turn.get("content"), str) else ""

@@ -15,7 +15,7 @@ import functools
 import json
 import logging
 import ssl
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -115,6 +115,9 @@ class RemoteBackend:
     kind = "remote"
     clamp_temperature = False  # endpoints that take temperature only in (0, 1]
     default_max_tokens: int | None = None  # endpoints that require max_tokens
+    # How the server's stream carried M2's reasoning (the chat API learns both from its first round):
+    split_field = "reasoning_content"  # the field it came in, sent back under that name
+    bare_think = False  # raw M2 text with the reasoning not marked (no reasoning parser on the server)
 
     def __init__(
         self,
@@ -181,7 +184,7 @@ class RemoteBackend:
 
     def stream(
         self, messages: list[Message], tools: list[dict[str, Any]], params: GenerationParams | None = None
-    ) -> Iterator[BackendEvent]:
+    ) -> Generator[BackendEvent, None, None]:
         self._ensure_model()
         path, body = self.build_request(list(messages), list(tools or []), params or GenerationParams())
         body.update(self.extra_body)

@@ -70,8 +70,6 @@ class OpenAIChatBackend(RemoteBackend):
         self.stream_usage = stream_usage
         self.max_tokens_field = max_tokens_field
         self.clamp_temperature = clamp_temperature
-        self.split_field = "reasoning_content"  # what the server called it: sent back under that name
-        self.bare_think = False  # the server sends raw M2 text (no reasoning parser): see the decoder
 
     def build_request(
         self, messages: list[Message], tools: list[dict[str, Any]], params: GenerationParams

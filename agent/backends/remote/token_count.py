@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from agent.planner.budget import estimate_tokens
+from agent.backends.token_estimate import estimate_tokens
 
 CACHE_SIZE = 16  # the compactor counts the same prompt a few times per round
 KEEP_REPORTS = 8  # prompts whose server count is known, most recent last

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from agent.tools.base import Permission, ToolContext, ToolResult
+from agent.tools.base import Permission, ToolBase, ToolContext, ToolResult
 from agent.tools.repo_map.pagerank import Graph, pagerank
 from agent.tools.repo_map.tags import FileTags, TagsCache, collect_tags
 from agent.tools.workspace_paths import WorkspacePathError, display_path, resolve_workspace_path
@@ -278,7 +278,7 @@ def build_repo_map(
     )
 
 
-class RepoMapTool:
+class RepoMapTool(ToolBase):
     name = "repo_map"
     description = (
         "A map of the repository's most important definitions (classes, functions, methods), "

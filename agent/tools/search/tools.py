@@ -10,7 +10,7 @@ import posixpath
 import stat
 from typing import Any
 
-from agent.tools.base import Permission, ToolContext, ToolResult
+from agent.tools.base import Permission, ToolBase, ToolContext, ToolResult
 from agent.tools.search.glob_pattern import compile_glob, literal_prefix
 from agent.tools.search.grep_engines import (
     LONG_LINE_MARK,
@@ -54,7 +54,7 @@ def _resolve(ctx: ToolContext, path: str | None) -> tuple[str, Any]:
     return absolute, info
 
 
-class GrepTool:
+class GrepTool(ToolBase):
     name = "grep"
     description = (
         "Search file contents with a regular expression (ripgrep syntax; Python `re` when rg is "
@@ -87,9 +87,9 @@ class GrepTool:
     def _uses_rg(self, ctx: ToolContext) -> bool:
         if self.engine != "auto":
             return self.engine == "rg"
-        if RG_AVAILABLE_KEY not in ctx.state:
-            ctx.state[RG_AVAILABLE_KEY] = rg_available(ctx.sandbox)
-        return ctx.state[RG_AVAILABLE_KEY]
+        if ctx.rg_available is None:
+            ctx.rg_available = rg_available(ctx.sandbox)
+        return ctx.rg_available
 
     def run(self, args: dict[str, Any], ctx: ToolContext) -> ToolResult:
         pattern = args.get("pattern")
@@ -194,7 +194,7 @@ def format_grep(outcome: GrepOutcome, query: GrepQuery) -> ToolResult:
     return ToolResult(True, text, data)
 
 
-class GlobTool:
+class GlobTool(ToolBase):
     name = "glob"
     description = (
         "List files and directories whose paths match a glob, relative to `path` (default the root). "
@@ -249,7 +249,7 @@ class GlobTool:
         return ToolResult(True, text, data)
 
 
-class LsTool:
+class LsTool(ToolBase):
     name = "ls"
     description = (
         "List one directory: subdirectories end with '/', files show their size. Hidden entries are "
