@@ -16,7 +16,7 @@ import re
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from agent.backends.base import (
@@ -26,16 +26,9 @@ from agent.backends.base import (
     GenerationParams,
     PromptTooLong,
 )
-from agent.backends.events import (
-    FormatError,
-    ReasoningDelta,
-    RoundRetry,
-    StreamEnd,
-    TextDelta,
-    ToolCallEvent,
-    Usage,
-)
+from agent.backends.events import BackendEvent, StreamEnd, ToolCallEvent, Usage
 from agent.backends.messages import Message, ToolCall
+from agent.backends.rounds import Round, collect
 from agent.errors import describe, report_unexpected
 from agent.events import (
     AssistantMessage,
@@ -83,16 +76,6 @@ class _Slot:
     error: str | None = None
     result: ToolResult | None = None
     warning: str = ""  # appended to the result (loop detection)
-
-
-@dataclass
-class _Round:
-    reasoning: list[str] = field(default_factory=list)
-    content: list[str] = field(default_factory=list)
-    slots: list[_Slot] = field(default_factory=list)
-    loose_errors: list[str] = field(default_factory=list)  # malformed output not tied to one call
-    reasoning_details: list[dict[str, Any]] | None = None  # the endpoint's own reasoning items
-    stop_reason: str = "stop"  # stop | tool_calls | length | error (StreamEnd)
 
 
 class RunStopped(Exception):
@@ -156,17 +139,17 @@ class AgentLoop:
                 self._check_limits(turns, started)
                 self._fit_context()
                 try:
-                    round_ = self._model_round()
+                    round_, slots = self._model_round()
                 except PromptTooLong as exc:  # the server counts more than we did: compact, retry
                     rejections += 1
                     self._after_rejection(exc, rejections)
                     continue
                 rejections = 0
                 turns += 1
-                message = self._assistant_message(round_, turns)
+                message = self._assistant_message(round_, slots, turns)
                 self.messages.append(message)
                 self.emit(AssistantMessage(message.to_openai()))
-                if not round_.slots:
+                if not slots:
                     if round_.stop_reason == "length":  # a truncated reply is not the answer
                         round_.loose_errors.append(CUT_OFF)
                     if round_.loose_errors:
@@ -176,8 +159,8 @@ class AgentLoop:
                         continue
                     answer = message.text()
                     break
-                stop = self._run_calls(round_.slots, loops)
-                for slot in round_.slots:
+                stop = self._run_calls(slots, loops)
+                for slot in slots:
                     assert slot.result is not None
                     tool = self.tools.get(slot.call.name)
                     if slot.result.data.get("refused") or slot.result.data.get("denied"):
@@ -273,44 +256,30 @@ class AgentLoop:
         return f"compacted: {event.tokens_before} -> {event.tokens_after} tokens"
 
     # ------------------------------------------------------------------ the model's round
-    def _model_round(self) -> _Round:
-        round_ = _Round()
+    def _model_round(self) -> tuple[Round, list[_Slot]]:
+        """The model's next round, shown as it streams; its calls as slots to run."""
         stream = self.backend.stream([self.system, *self.messages], self.tool_defs, self.params)
-        try:
-            for event in stream:
-                if isinstance(event, RoundRetry):
-                    round_ = _Round()  # the failed attempt's partial output is dropped everywhere
-                elif isinstance(event, ReasoningDelta):
-                    round_.reasoning.append(event.text)
-                elif isinstance(event, TextDelta):
-                    round_.content.append(event.text)
-                elif isinstance(event, ToolCallEvent):
-                    round_.slots.append(_Slot(ToolCall(event.name, event.arguments, event.id)))
-                elif isinstance(event, FormatError):
-                    if event.name:
-                        round_.slots.append(
-                            _Slot(ToolCall(event.name, event.arguments or {}), error=event.message)
-                        )
-                    else:
-                        round_.loose_errors.append(event.message)
-                elif isinstance(event, Usage):
-                    self._add_usage(event)
-                elif isinstance(event, StreamEnd):
-                    round_.reasoning_details = event.reasoning_details
-                    round_.stop_reason = event.stop_reason
-                if not isinstance(event, ToolCallEvent | StreamEnd):  # calls are announced when they run
-                    self.emit(event)
-        finally:
-            stream.close()  # stops the HTTP stream or the generation promptly on Ctrl-C
-        return round_
+        round_ = collect(stream, self._on_stream_event)
+        slots = [
+            _Slot(ToolCall(c.name, c.arguments, c.id))
+            if isinstance(c, ToolCallEvent)
+            else _Slot(ToolCall(c.name or "", c.arguments or {}), error=c.message)
+            for c in round_.calls
+        ]
+        return round_, slots
 
-    def _assistant_message(self, round_: _Round, turn: int) -> Message:
-        for i, slot in enumerate(round_.slots):
+    def _on_stream_event(self, event: BackendEvent) -> None:
+        if isinstance(event, Usage):
+            self._add_usage(event)
+        if not isinstance(event, ToolCallEvent | StreamEnd):  # calls are announced when they run
+            self.emit(event)
+
+    def _assistant_message(self, round_: Round, slots: list[_Slot], turn: int) -> Message:
+        for i, slot in enumerate(slots):
             if slot.call.id is None:
                 slot.call.id = f"call_{turn}_{i}"
-        reasoning = "".join(round_.reasoning)
         message = Message.assistant(
-            "".join(round_.content), reasoning=reasoning or None, tool_calls=[s.call for s in round_.slots]
+            round_.text, reasoning=round_.reasoning or None, tool_calls=[s.call for s in slots]
         )
         message.reasoning_details = round_.reasoning_details  # lets the endpoint get its own form back
         return message

@@ -222,9 +222,5 @@ def start_session(
     )
     session = AgentSession(session_id, loop, backend, sandbox, writer, redactor, owns_backend)
     loop.before_result.append(session.sync_back)
-    emit_all(
-        SessionStart(
-            session_id, str(workspace), backend.name, backend.model, mode, sandbox.confinement
-        )
-    )
+    emit_all(SessionStart(session_id, str(workspace), backend.name, backend.model, mode, sandbox.confinement))
     return session

@@ -70,4 +70,3 @@ class StreamEnd:
 
 
 BackendEvent = ReasoningDelta | TextDelta | ToolCallEvent | FormatError | Usage | RoundRetry | StreamEnd
-

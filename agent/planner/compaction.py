@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.backends.base import Backend, ContextWindowExceeded, GenerationParams
-from agent.backends.events import TextDelta, Usage
+from agent.backends.events import BackendEvent, Usage
 from agent.backends.m2.render import render_prompt
 from agent.backends.messages import Message
+from agent.backends.rounds import collect
 from agent.backends.token_estimate import CHARS_PER_TOKEN
 
 TRIM_ABOVE_CHARS = 2_000
@@ -108,6 +109,10 @@ class Compactor:
             )
         return "summary", before, after, compacted
 
+    def _count_usage(self, event: BackendEvent) -> None:
+        if isinstance(event, Usage):
+            self.on_usage(event)
+
     def _summarise(self, older: list[Message]) -> str:
         overhead = self.backend.count_tokens(SUMMARY_SYSTEM + SUMMARY_REQUEST) + 64
         room_chars = int((self.budget.limit - overhead) * CHARS_PER_TOKEN * 0.9)
@@ -116,13 +121,8 @@ class Compactor:
             Message.system(SUMMARY_SYSTEM),
             Message.user(SUMMARY_REQUEST.format(transcript=transcript)),
         ]
-        parts: list[str] = []
-        for event in self.backend.stream(request, [], GenerationParams(max_tokens=self.budget.answer_room)):
-            if isinstance(event, TextDelta):
-                parts.append(event.text)
-            elif isinstance(event, Usage):
-                self.on_usage(event)
-        summary = "".join(parts).strip()
+        stream = self.backend.stream(request, [], GenerationParams(max_tokens=self.budget.answer_room))
+        summary = collect(stream, self._count_usage).text.strip()
         if summary:
             return summary
         asks = [m.text() for m in older if m.role == "user"]

@@ -45,7 +45,10 @@ class TodoTool(ToolBase):
         items = [{"content": str(t["content"]), "status": t["status"]} for t in args["todos"]]
         ctx.todos = items
         return ToolResult(
-            True, render_todos(items) or "The plan is empty.", {"todos": items}, events=[TodoUpdate(list(items))]
+            True,
+            render_todos(items) or "The plan is empty.",
+            {"todos": items},
+            events=[TodoUpdate(list(items))],
         )
 
 

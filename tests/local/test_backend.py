@@ -83,7 +83,9 @@ def test_sampled_stream_equals_parsing_the_whole_completion(random_checkpoint):
     lm = backend.lm
     prompt = lm.tokenizer.encode(render_prompt(MESSAGES, TOOLS))
     gen = Generator(lm.model)  # a fresh prefill of the same prompt with the same seed
-    ids = list(gen.generate(prompt, 40, sampling_from(lm.defaults, GenerationParams(seed=3)), (lm.tokenizer.eos_id,)))
+    ids = list(
+        gen.generate(prompt, 40, sampling_from(lm.defaults, GenerationParams(seed=3)), (lm.tokenizer.eos_id,))
+    )
     parser = CompletionParser(TOOLS)
     expected = parser.feed(lm.tokenizer.decode(ids)) + parser.finish()
 

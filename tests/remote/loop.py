@@ -1,7 +1,8 @@
-"""A minimal agent loop, as the real one drives a backend: stream a round, keep its reasoning and
+"""A minimal agent loop, as the real one drives a backend: collect a round, keep its reasoning and
 calls in an assistant Message, answer the calls with tool Messages in order, stream again.
 
-It is a stand-in for the lead's loop (tools answered from a table), not a mock of the backend.
+Tools are answered from a table, so the backend's wire behaviour is checked without the agent's
+tools or sandbox; the backend itself is real.
 """
 
 from __future__ import annotations
@@ -10,16 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.backends.base import Backend, GenerationParams
-from agent.backends.events import (
-    FormatError,
-    ReasoningDelta,
-    RoundRetry,
-    StreamEnd,
-    TextDelta,
-    ToolCallEvent,
-    Usage,
-)
+from agent.backends.events import BackendEvent, ReasoningDelta, RoundRetry, TextDelta
 from agent.backends.messages import Message, ToolCall
+from agent.backends.rounds import Round, collect
 
 TOOLS = [
     {
@@ -70,17 +64,6 @@ def run_tool(name: str, arguments: dict[str, Any]) -> str:
 
 
 @dataclass
-class Round:
-    reasoning: str = ""
-    text: str = ""
-    calls: list[ToolCallEvent] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    usage: Usage | None = None
-    stop_reason: str = ""
-    reasoning_details: list[dict[str, Any]] | None = None
-
-
-@dataclass
 class Transcript:
     rounds: list[Round] = field(default_factory=list)
     retries: list[RoundRetry] = field(default_factory=list)
@@ -99,39 +82,28 @@ def run_exchange(
     items in each Message.reasoning_details (what the report proposes the real loop does)."""
     out = Transcript(messages=list(messages))
     for _ in range(max_rounds):
-        current, shown_from = Round(), len(out.shown)
-        for event in backend.stream(out.messages, tools, GenerationParams()):
+        shown_from = len(out.shown)
+
+        def show(event: BackendEvent, shown_from: int = shown_from) -> None:
             if isinstance(event, RoundRetry):
                 out.retries.append(event)
-                current = Round()
                 del out.shown[shown_from:]  # drop what the failed attempt showed
-            elif isinstance(event, ReasoningDelta):
-                current.reasoning += event.text
+            elif isinstance(event, ReasoningDelta | TextDelta):
                 out.shown.append(event.text)
-            elif isinstance(event, TextDelta):
-                current.text += event.text
-                out.shown.append(event.text)
-            elif isinstance(event, ToolCallEvent):
-                current.calls.append(event)
-            elif isinstance(event, FormatError):
-                current.errors.append(event.message)
-            elif isinstance(event, Usage):
-                current.usage = event
-            elif isinstance(event, StreamEnd):
-                current.stop_reason = event.stop_reason
-                current.reasoning_details = getattr(event, "reasoning_details", None)
+
+        current = collect(backend.stream(out.messages, tools, GenerationParams()), show)
         out.rounds.append(current)
         assistant = Message.assistant(
             current.text,
             reasoning=current.reasoning or None,
-            tool_calls=[ToolCall(c.name, c.arguments, c.id) for c in current.calls],
+            tool_calls=[ToolCall(c.name, c.arguments, c.id) for c in current.tool_calls],
         )
         if store_details:
             assistant.reasoning_details = current.reasoning_details
         out.messages.append(assistant)
-        if not current.calls:
+        if not current.tool_calls:
             break
-        for call in current.calls:
+        for call in current.tool_calls:
             out.messages.append(
                 Message.tool(run_tool(call.name, call.arguments), tool_call_id=call.id, name=call.name)
             )

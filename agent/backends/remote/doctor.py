@@ -20,13 +20,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from agent.backends.base import BackendError, GenerationParams
-from agent.backends.events import FormatError, ReasoningDelta, RoundRetry, TextDelta, ToolCallEvent, Usage
 from agent.backends.m2.parse import parse_completion
 from agent.backends.messages import Message, ToolCall
 from agent.backends.remote.anthropic import THINKING_BLOCKS
 from agent.backends.remote.completions import RENDERED_PROMPT
 from agent.backends.remote.http import RemoteBackend
 from agent.backends.remote.reasoning_forms import details_reasoning, render_inline
+from agent.backends.rounds import Round, collect
 from agent.exit_codes import ExitCode
 
 ADD_TOOL = {
@@ -105,32 +105,8 @@ class DoctorReport:
         return "\n".join(lines)
 
 
-@dataclass
-class _Round:
-    reasoning: str = ""
-    text: str = ""
-    calls: list[ToolCallEvent] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    usage: Usage | None = None
-    attempts: int = 1
-
-
-def _collect(backend: RemoteBackend, messages: list[Message], tools: list[dict[str, Any]]) -> _Round:
-    out = _Round()
-    for event in backend.stream(messages, tools, GenerationParams(max_tokens=4096)):
-        if isinstance(event, RoundRetry):
-            out = _Round(attempts=event.attempt)
-        elif isinstance(event, ReasoningDelta):
-            out.reasoning += event.text
-        elif isinstance(event, TextDelta):
-            out.text += event.text
-        elif isinstance(event, ToolCallEvent):
-            out.calls.append(event)
-        elif isinstance(event, FormatError):
-            out.errors.append(event.message)
-        elif isinstance(event, Usage):
-            out.usage = event
-    return out
+def _collect(backend: RemoteBackend, messages: list[Message], tools: list[dict[str, Any]]) -> Round:
+    return collect(backend.stream(messages, tools, GenerationParams(max_tokens=4096)))
 
 
 def run_doctor(backend: RemoteBackend, strict: bool = False) -> DoctorReport:
@@ -146,13 +122,13 @@ def run_doctor(backend: RemoteBackend, strict: bool = False) -> DoctorReport:
             report.unreachable = True
             report.add("connect", "fail", str(exc))
             return report
-        if first.calls:
+        if first.tool_calls:
             break
     assert first is not None
     report.model = backend.model
     mode = backend.last_round.mode
     report.reasoning_mode = mode
-    report.add("connect", "pass", f"round 1 streamed ({_attempts(first.attempts)})")
+    report.add("connect", "pass", f"round 1 streamed ({_attempts(first.attempt)})")
     if not first.reasoning:
         report.add(
             "reasoning",
@@ -166,7 +142,7 @@ def run_doctor(backend: RemoteBackend, strict: bool = False) -> DoctorReport:
     if backend.bare_think:
         form = "M2's raw text, reasoning without <think> (the server runs no reasoning parser)"
     report.add("reasoning", "pass", f"{len(first.reasoning)} characters, as {form}")
-    call = next((c for c in first.calls if c.name == "add"), None)
+    call = next((c for c in first.tool_calls if c.name == "add"), None)
     if call is None:
         report.add(
             "tool call", "fail", "the model did not call the add tool, so no tool round could be tested"
@@ -180,11 +156,11 @@ def run_doctor(backend: RemoteBackend, strict: bool = False) -> DoctorReport:
             "assistant",
             first.text,
             reasoning=first.reasoning,
-            tool_calls=[ToolCall(c.name, c.arguments, c.id) for c in first.calls],
+            tool_calls=[ToolCall(c.name, c.arguments, c.id) for c in first.tool_calls],
             reasoning_details=items,
         )
     )
-    for c in first.calls:
+    for c in first.tool_calls:
         messages.append(
             Message.tool(_run_add(c.arguments) if c.name == "add" else "unknown tool", c.id, c.name)
         )
@@ -209,7 +185,7 @@ def run_doctor(backend: RemoteBackend, strict: bool = False) -> DoctorReport:
         return report
     assert second is not None
     answer = (second.text or "").strip()
-    report.add("accepted", "pass", f"round 2 answered {answer[:60]!r} ({_attempts(second.attempts)})")
+    report.add("accepted", "pass", f"round 2 answered {answer[:60]!r} ({_attempts(second.attempt)})")
     report.verified.append("server: accepted that request and answered it")
 
     server_side = [_tokenize_check(backend, sent, mode), _usage_check(first, second)]
@@ -333,7 +309,7 @@ def _tokenize_check(backend: RemoteBackend, body: dict[str, Any], mode: str | No
     )
 
 
-def _usage_check(first: _Round, second: _Round) -> tuple[str, str, str]:
+def _usage_check(first: Round, second: Round) -> tuple[str, str, str]:
     """The round-2 prompt should grow by about all that round 1 wrote; dropped reasoning shows as a gap."""
     name = "token accounting"
     u1, u2 = first.usage, second.usage
