@@ -1,4 +1,4 @@
-"""Config the model can write must not make our git run a program (issue 16, item 2).
+"""Config the model can write must not make our git run a program.
 
 Each test plants programs in `.git/config` (or `~/.gitconfig`, a file they include, hooks,
 `.gitattributes`), runs our tools on the repository (git tools, the firewall's probe, checkpoints

@@ -67,8 +67,7 @@ def test_commit_refusals(repo):
 
 
 def test_commit_runs_no_hook(repo):
-    # Hooks are programs in .git, which the model may have written: git_commit never runs them
-    # (issue 16; this test used to check that a failing pre-commit hook's message came back).
+    # Hooks are programs in .git, which the model may have written: git_commit never runs them.
     hook = repo.root / ".git" / "hooks" / "pre-commit"
     hook.write_text('#!/bin/sh\ntouch "$GIT_DIR/../hook-ran"\nexit 1\n')
     hook.chmod(0o755)

@@ -79,7 +79,7 @@ def run_exchange(
     store_details: bool = False,
 ) -> Transcript:
     """Rounds until the model answers without calls. store_details: keep StreamEnd's reasoning
-    items in each Message.reasoning_details (what the report proposes the real loop does)."""
+    items in each Message.reasoning_details, as the agent loop does."""
     out = Transcript(messages=list(messages))
     for _ in range(max_rounds):
         shown_from = len(out.shown)

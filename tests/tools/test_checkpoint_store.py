@@ -1,4 +1,4 @@
-"""Undo you can trust (issue 16, item 5): small ignored files come back, what cannot is reported,
+"""Undo you can trust: small ignored files come back, what cannot is reported,
 and the store survives a killed run and garbage left in it."""
 
 from __future__ import annotations

@@ -105,7 +105,7 @@ def test_reads_take_no_checkpoint(ctx, workspace):
 
 
 def test_small_ignored_files_are_restored_too(ctx, repo):
-    # Issue 16 changed this: ignored files used to be neither saved nor touched by undo.
+    # Small ignored files (logs, build output) are checkpointed and restored like tracked ones.
     (repo / "run.log").write_text("log before\n")
     assert run_tool("bash", {"command": "echo more >> run.log && echo changed > notes.txt"}, ctx).ok
     result = run_tool("undo", {}, ctx)

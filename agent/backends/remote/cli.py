@@ -1,8 +1,5 @@
-"""CLI pieces for the lead to wire: `mmx-agent doctor`, and `make_backend` for `--backend` & co.
-
-    from agent.backends.remote.cli import doctor_command, make_backend
-    app.command("doctor", help="Check that an endpoint keeps M2's thinking between tool rounds.")(doctor_command)
-    backend = make_backend(backend, base_url, model, api_key_env, **config_options)
+"""`mmx-agent doctor` (registered by agent/app/cli.py), and `make_backend`, which turns `--backend`,
+`--base-url`, `--model` and the API key's variable into a remote backend.
 
 Exit statuses of doctor: 0 the thinking round-trips; 1 it does not (or could not be tested, or
 the confinement the settings force cannot be had); 2 bad options; 5 the endpoint is unavailable
