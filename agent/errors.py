@@ -30,7 +30,7 @@ def take_debug_flag(argv: list[str]) -> list[str]:
 
 def describe(exc: BaseException) -> str:
     """One line for a user, with credentials from the environment redacted."""
-    from agent.tools.secrets import redact
+    from agent.secrets import redact
 
     text = redact(str(exc)).strip().splitlines()
     first = text[0] if text else ""
@@ -40,7 +40,7 @@ def describe(exc: BaseException) -> str:
 def report_unexpected(exc: BaseException) -> None:
     """The traceback on stderr with --debug; otherwise a hint that it can be had."""
     if debug_enabled():
-        from agent.tools.secrets import redact
+        from agent.secrets import redact
 
         print(redact("".join(traceback.format_exception(exc))), end="", file=sys.stderr)
     else:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from agent.backends.events import ReasoningDelta, TextDelta
-from agent.tools.secrets import RedactingStream, Redactor
+from agent.secrets import RedactingStream, Redactor
 
 DELTAS = (ReasoningDelta, TextDelta)
 

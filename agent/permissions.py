@@ -109,7 +109,7 @@ class PermissionPolicy:
     ask: Callable[[str, dict[str, Any]], bool] | None = None
     # Shell commands run in an isolating sandbox (Docker): auto-edit lets them run too.
     shell_isolated: bool = False
-    # Applied to the command before a refusal quotes (and shortens) it: see agent/tools/secrets.py.
+    # Applied to the command before a refusal quotes (and shortens) it: see agent/secrets.py.
     redact: Callable[[str], str] = lambda text: text
 
     def __post_init__(self) -> None:

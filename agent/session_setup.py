@@ -22,9 +22,9 @@ from agent.planner.compaction import ContextBudget
 from agent.planner.limits import Limits
 from agent.planner.prompt import build_system_prompt
 from agent.planner.todo import TodoTool
+from agent.secrets import Redactor
 from agent.tools.base import ToolContext
 from agent.tools.registry import all_tools
-from agent.tools.secrets import Redactor
 from agent.tools.shell_jobs import kill_all_jobs
 from agent.transcripts import SessionWriter, load_events, new_session_id
 from sandbox.base import Sandbox, SandboxError
@@ -55,7 +55,7 @@ def make_backend(settings: Settings, progress: Callable[[str], None] | None = No
             return LocalBackend(settings.model, compile=settings.local_compile, progress=progress)
         except (OSError, ValueError) as exc:  # no such directory, a checkpoint the loader refuses
             raise BackendError(f"cannot load the local model {settings.model}: {exc}") from None
-    from agent.backends.remote.cli import make_backend as make_remote
+    from agent.backends.remote.presets import make_backend as make_remote
 
     return make_remote(
         kind,

@@ -31,7 +31,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from agent.backends.base import BackendError
-from agent.tools.secrets import redact
+from agent.secrets import redact
 from evals import reports
 from evals.agents import Agent, AgentOutput
 from evals.environments import EnvironmentBuilder, EnvironmentBuildError, InstanceImage

@@ -32,7 +32,7 @@ class FileInfo:
 
 
 class OutputRedactor(Protocol):
-    """Hides secrets in command output before it is capped (agent/tools/secrets.py: Redactor)."""
+    """Hides secrets in command output before it is capped (agent/secrets.py: Redactor)."""
 
     def redact(self, text: str) -> str: ...
 

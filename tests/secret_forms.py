@@ -1,7 +1,7 @@
 """One check for every output stream: does a secret appear in it, in any form the redactor promises
 to catch (docs/safety.md, "Secret redaction")?
 
-Written apart from agent/tools/secrets.py on purpose: the forms are spelled out by the standard
+Written apart from agent/secrets.py on purpose: the forms are spelled out by the standard
 library's own encoders, so a redactor that missed one would be caught here.
 """
 

@@ -204,7 +204,7 @@ def sessions_show(session_id: str) -> None:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(ExitCode.USAGE) from None
     from agent.events import json_text
-    from agent.tools.secrets import Redactor
+    from agent.secrets import Redactor
 
     # Written redacted; redacted again for files from older versions or another environment.
     redactor = Redactor.for_environment()

@@ -30,8 +30,8 @@ from agent.events import (
     json_text,
 )
 from agent.exit_codes import exit_code_for
+from agent.secrets import Redactor, redact
 from agent.session_setup import start_session
-from agent.tools.secrets import Redactor, redact
 from sandbox.base import SandboxError
 
 OUTPUT_FORMATS = ("text", "json", "stream-json")

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
-from agent.tools.secrets import Redactor
+from agent.secrets import Redactor
 from sandbox.base import Sandbox
 
 if TYPE_CHECKING:

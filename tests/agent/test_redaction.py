@@ -128,7 +128,7 @@ def test_the_terminal_ui_shows_redacted_events_only():
     from agent.app.ui import ConsoleRenderer
     from agent.event_redaction import RedactedEvents
     from agent.events import TextDelta, ToolCallStarted, ToolResultEvent
-    from agent.tools.secrets import Redactor
+    from agent.secrets import Redactor
 
     screen = io.StringIO()
     show = RedactedEvents(Redactor({SECRET: "API_KEY"}), ConsoleRenderer(Console(file=screen, width=400)))

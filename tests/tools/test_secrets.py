@@ -1,6 +1,6 @@
 """Redaction of credential-looking environment values."""
 
-from agent.tools.secrets import redact, redact_data, secret_values
+from agent.secrets import redact, redact_data, secret_values
 
 
 def test_credential_names_are_matched_case_insensitively():
@@ -43,7 +43,7 @@ def test_nested_data_is_redacted():
 import hypothesis.strategies as st  # noqa: E402
 from hypothesis import assume, given, settings  # noqa: E402
 
-from agent.tools.secrets import Redactor  # noqa: E402
+from agent.secrets import Redactor  # noqa: E402
 from sandbox.local import CappedOutput  # noqa: E402
 from tests.secret_forms import SECRET, all_forms_text, forms, leaks  # noqa: E402
 

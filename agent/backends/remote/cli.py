@@ -18,7 +18,7 @@ from agent.backends.remote.doctor import Check, DoctorReport, run_doctor
 from agent.backends.remote.presets import BACKEND_KINDS, make_backend
 from agent.exit_codes import ExitCode
 
-__all__ = ["BACKEND_HELP", "doctor_command", "make_backend"]
+__all__ = ["BACKEND_HELP", "doctor_command"]
 
 BACKEND_HELP = f"Endpoint kind: {' | '.join(BACKEND_KINDS)}."
 
