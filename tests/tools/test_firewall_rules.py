@@ -194,3 +194,26 @@ def test_git_reset_runs_once_the_work_is_committed(ctx, repo, git):
     assert bash.run({"command": "git commit -qam keep"}, ctx).ok
     assert bash.run({"command": "git reset --hard HEAD~1"}, ctx).ok
     assert (repo / "notes.txt").read_text() == "first line\nsecond line\n"
+
+
+@pytest.mark.parametrize(
+    ("command", "allowed"),
+    [
+        ("sed -i.bak -e s/a/b/ ../outside.txt", False),
+        ("sed --in-place=.bak --expression=s/a/b/ ../outside.txt", False),
+        ("sed -ni s/a/b/p ../outside.txt", False),
+        ("sed -e s/a/b/ -i ../outside.txt", False),
+        ("sed -f fix.sed --in-place ../outside.txt", False),
+        ("sed -i s/a/b/ notes.txt ../outside.txt", False),
+        ("sed s/a/b/ ../outside.txt", True),  # prints; writes nothing
+        ("sed -i s/a/b/ notes.txt", True),
+        ("sed -e s/a/b/ -- ../outside.txt", True),
+        ("perl -i.bak -pe s/a/b/ ../outside.txt", False),
+        ("perl -pi -e s/a/b/ ../outside.txt", False),
+        ("perl -Ilib -i -p fix.pl ../outside.txt", False),
+        ("perl -pe s/a/b/ ../outside.txt", True),
+        ("perl -i -pe s/a/b/ notes.txt", True),
+    ],
+)
+def test_in_place_editors_are_read_option_by_option(check, command, allowed):
+    assert check(command).allowed is allowed

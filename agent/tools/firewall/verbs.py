@@ -369,60 +369,22 @@ def _recursive_permissions(name: str, args: list[str]) -> list[Target]:
 
 
 def _sed_in_place(args: list[str]) -> list[Target]:
-    in_place, has_script_option, operands = False, False, []
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        i += 1
-        if isinstance(arg, Unknown) or not arg.startswith("-") or arg == "-":
-            operands.append(arg)
-        elif arg.startswith("--in-place"):
-            in_place = True
-        elif arg in ("--expression", "--file") or arg.startswith(("--expression=", "--file=")):
-            has_script_option = True
-            i += 0 if "=" in arg else 1
-        elif arg == "--":
-            operands += args[i:]
-            break
-        elif not arg.startswith("--"):
-            for j, letter in enumerate(arg[1:], start=1):
-                if letter == "i":
-                    in_place = True
-                    break  # the rest of the cluster is a backup suffix
-                if letter in "efl":
-                    has_script_option |= letter in "ef"
-                    if j == len(arg) - 1:
-                        i += 1
-                    break
-    files = operands if has_script_option else operands[1:]
-    return _targets(files, "rewrite in place", Effect.WRITE) if in_place else []
+    parsed = parse_options(args, value_short="efl", value_long=("expression", "file"), attached_short="i")
+    if not parsed.flags & {"i", "in-place"}:
+        return []
+    has_script_option = bool(parsed.flags & {"e", "f", "expression", "file"})
+    return _targets(
+        parsed.operands if has_script_option else parsed.operands[1:], "rewrite in place", Effect.WRITE
+    )
 
 
 def _perl_in_place(args: list[str]) -> list[Target]:
-    in_place, has_code, operands = False, False, []
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        i += 1
-        if isinstance(arg, Unknown) or not arg.startswith("-") or arg == "-":
-            operands.append(arg)
-            continue
-        if arg == "--":
-            operands += args[i:]
-            break
-        for j, letter in enumerate(arg[1:], start=1):
-            if letter == "i":
-                in_place = True
-                break  # the rest is a backup extension
-            if letter in "eE":
-                has_code = True
-                if j == len(arg) - 1:
-                    i += 1
-                break
-            if letter in "IMmdxlC0":
-                break  # takes the rest of the cluster as its value
-    files = operands if has_code else operands[1:]
-    return _targets(files, "rewrite in place", Effect.WRITE) if in_place else []
+    # -i takes the rest of its cluster as a backup extension, as -I, -M and friends take theirs.
+    parsed = parse_options(args, value_short="eE", attached_short="iIMmdxlC0")
+    if "i" not in parsed.flags:
+        return []
+    has_code = bool(parsed.flags & {"e", "E"})
+    return _targets(parsed.operands if has_code else parsed.operands[1:], "rewrite in place", Effect.WRITE)
 
 
 def _rsync(args: list[str]) -> list[Target]:

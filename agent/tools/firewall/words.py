@@ -31,8 +31,11 @@ class Parsed:
     operands: list[str]
 
 
-def parse_options(args: list[str], value_short: str = "", value_long: tuple[str, ...] = ()) -> Parsed:
-    """GNU-style options anywhere in `args`: clusters (-rf), attached values (-tDIR, --x=y), `--`."""
+def parse_options(
+    args: list[str], value_short: str = "", value_long: tuple[str, ...] = (), attached_short: str = ""
+) -> Parsed:
+    """GNU-style options anywhere in `args`: clusters (-rf), attached values (-tDIR, --x=y), `--`.
+    Letters in `attached_short` take the rest of their cluster as their value, maybe empty (sed's -i.bak)."""
     flags: set[str] = set()
     values: dict[str, list[str]] = {}
     operands: list[str] = []
@@ -56,6 +59,9 @@ def parse_options(args: list[str], value_short: str = "", value_long: tuple[str,
         else:
             for j, letter in enumerate(arg[1:], start=1):
                 flags.add(letter)
+                if letter in attached_short:
+                    values.setdefault(letter, []).append(arg[j + 1 :])
+                    break
                 if letter in value_short:
                     value = arg[j + 1 :]
                     if not value and i < len(args):
