@@ -103,9 +103,6 @@ class JobDir:
         report = read_json(self.path / "report.json")
         return report.get(self.instance_id) if isinstance(report, dict) else None
 
-    def is_done(self) -> bool:
-        return bool(self.read_report())
-
     def read_grading(self) -> GradingRecord | None:
         data = read_json(self.path / "grading.json")
         return GradingRecord.from_json(data) if isinstance(data, dict) else None

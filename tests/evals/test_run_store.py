@@ -13,9 +13,9 @@ from evals.run_store import AgentRecord, GradingRecord, JobDir
 def test_a_job_is_done_only_once_its_report_is_written(tmp_path):
     job = JobDir(tmp_path / "run-1" / "x", "x")
     grade = Grade("x", patch_exists=True, log="ran", junit_xml=b"<testsuite/>")
-    assert not job.is_done() and job.read_report() is None
+    assert job.read_report() is None
     job.save_grade(grade, GradingRecord(key="k", test_exit_code=0), instance_report(grade)["x"])
-    assert job.is_done() and job.read_report() == instance_report(grade)["x"]
+    assert job.read_report() == instance_report(grade)["x"]
     assert job.read_grading() == GradingRecord(key="k", test_exit_code=0)
     assert job.read_junit() == b"<testsuite/>" and (job.path / "test_output.txt").read_text() == "ran"
     assert not (job.path / "eval.sh").exists()
