@@ -21,6 +21,7 @@ from agent.config import Settings
 from agent.events import event_to_json, json_text
 from agent.session_setup import make_backend, start_session
 from evals.environments import GIT_ENV, REPO_DIR, InstanceImage
+from evals.infra_failure import InfraFailure
 from evals.task import Task
 from sandbox.base import SandboxError
 from sandbox.docker import DockerSandbox, Limits
@@ -51,7 +52,7 @@ class PredictionsError(ValueError):
 class AgentOutput:
     patch: str | None  # None: the agent submitted nothing (SWE-bench's patch_is_None)
     status: str  # done | limit_reached | error | ... (the agent's own exit status) | submitted
-    infra_failure: dict[str, str] | None = None  # the run failed for reasons not the model's
+    infra_failure: InfraFailure | None = None  # the run failed for reasons not the model's
     details: dict[str, Any] = field(default_factory=dict)  # turns, usage, cost, duration
 
 
@@ -213,7 +214,7 @@ class MmxAgent:
         }
         failure = None
         if result.status == "backend_unavailable":
-            failure = {"kind": "backend", "message": f"the model backend failed: {result.result[-500:]}"}
+            failure = InfraFailure("backend", f"the model backend failed: {result.result[-500:]}")
         if patch is None:
             details["diff_error"] = "the repository's git state is unreadable after the run"
         return AgentOutput(patch, result.status, failure, details)

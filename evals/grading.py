@@ -29,6 +29,7 @@ import docker.errors
 
 from evals import junit
 from evals.environments import GIT_ENV, REPO_DIR, InstanceImage
+from evals.infra_failure import InfraFailure
 from evals.task import Task
 from sandbox.base import SandboxError
 from sandbox.docker import DockerSandbox, Limits
@@ -66,8 +67,7 @@ class Grade:
     tests_status: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     outcomes: dict[str, str] = field(default_factory=dict)  # test id -> passed/failed/... in the report
     test_exit_code: int | None = None
-    # {"kind": build|oom|timeout|daemon|backend|task|grader|harness, "message"}: not the patch's fault
-    infra_failure: dict[str, str] | None = None
+    infra_failure: InfraFailure | None = None  # not the patch's fault
     notes: list[str] = field(default_factory=list)
     log: str = ""  # what the grader did and what the test run printed
     junit_xml: bytes | None = None
@@ -76,7 +76,7 @@ class Grade:
 
 
 def infra(instance_id: str, kind: str, message: str, **fields: Any) -> Grade:
-    return Grade(instance_id, infra_failure={"kind": kind, "message": message}, **fields)
+    return Grade(instance_id, infra_failure=InfraFailure(kind, message), **fields)
 
 
 # -- reading a patch ------------------------------------------------------------------------------
@@ -287,10 +287,7 @@ class Grader:
             f"$ git apply --verbose <test patch>\n{applied.output.strip()}\n[exit {applied.exit_code}]"
         )
         if applied.exit_code != 0:
-            grade.infra_failure = {
-                "kind": "task",
-                "message": "the task's test patch does not apply to the base",
-            }
+            grade.infra_failure = InfraFailure("task", "the task's test patch does not apply to the base")
             grade.log = "\n".join(log)
             return grade
         grade.eval_script = self.eval_script(task)
@@ -300,13 +297,10 @@ class Grader:
         log.append(f"$ bash eval.sh\n{run.output}\n[exit {run.exit_code}]")
         grade.log = "\n".join(log)
         if getattr(run, "oom_killed", False):
-            grade.infra_failure = {"kind": "oom", "message": "the test run ran out of memory"}
+            grade.infra_failure = InfraFailure("oom", "the test run ran out of memory")
             return grade
         if run.timed_out:
-            grade.infra_failure = {
-                "kind": "timeout",
-                "message": f"the test run took more than {self.timeout:g} s",
-            }
+            grade.infra_failure = InfraFailure("timeout", f"the test run took more than {self.timeout:g} s")
             return grade
         try:
             grade.junit_xml = box.read_file(JUNIT_XML)

@@ -31,7 +31,7 @@ def instance_report(grade: Grade) -> dict[str, Any]:
             "patch_successfully_applied": grade.patch_successfully_applied,
             "resolved": grade.resolved,
             "tests_status": grade.tests_status,
-            "infra_failure": grade.infra_failure,
+            "infra_failure": grade.infra_failure.to_json() if grade.infra_failure else None,
         }
     }
 

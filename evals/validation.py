@@ -10,7 +10,8 @@ from typing import Any
 
 from evals import junit
 from evals.agents import EmptyAgent, GoldAgent
-from evals.runner import EvalRunner, RunOptions, read_json, run_dir
+from evals.run_store import RunStore
+from evals.runner import EvalRunner, RunOptions
 from evals.task import Task
 
 
@@ -36,17 +37,18 @@ def _outcomes(output: Path, runs: int, instance_id: str) -> list[dict[str, str] 
     """Each run's outcome per test (None for a run without a usable result)."""
     found = []
     for run in range(1, runs + 1):
-        job_dir = run_dir(output, run) / instance_id
-        report = (read_json(job_dir / "report.json") or {}).get(instance_id)
-        grading = read_json(job_dir / "grading.json") or {}
-        found.append(None if not report or report.get("infra_failure") else grading.get("outcomes") or {})
+        job = RunStore(output).job(run, instance_id)
+        report, grading = job.read_report(), job.read_grading()
+        found.append(
+            None if not report or report.get("infra_failure") else grading.outcomes if grading else {}
+        )
     return found
 
 
 def _resolved_count(output: Path, runs: int, instance_id: str) -> int:
     count = 0
     for run in range(1, runs + 1):
-        report = (read_json(run_dir(output, run) / instance_id / "report.json") or {}).get(instance_id) or {}
+        report = RunStore(output).job(run, instance_id).read_report() or {}
         count += bool(report.get("resolved"))
     return count
 

@@ -190,7 +190,7 @@ def test_a_hanging_or_memory_hungry_test_run_is_an_infra_failure(
         synthetic_suite, tmp_path, {"src/textkit/words.py": WORDS.replace(docstring, docstring + body)}
     )
     grade = grader().grade(task, instance, patch, docker_client)
-    assert grade.infra_failure is not None and grade.infra_failure["kind"] == kind, (
+    assert grade.infra_failure is not None and grade.infra_failure.kind == kind, (
         grade.infra_failure,
         grade.log[-2000:],
     )
