@@ -202,7 +202,7 @@ class EnvironmentBuilder:
         result = box.exec(script, timeout=timeout, env={**GIT_ENV, **(env or {})}, max_output=200_000)
         if result.exit_code != 0:
             reason = "timed out" if result.timed_out else f"exit {result.exit_code}"
-            if getattr(result, "oom_killed", False):
+            if result.oom_killed:
                 reason += ", out of memory"
             raise EnvironmentBuildError(f"cannot {what} ({reason}):\n{result.output.strip()[-3000:]}")
         return result.output

@@ -296,7 +296,7 @@ class Grader:
         grade.test_exit_code = run.exit_code
         log.append(f"$ bash eval.sh\n{run.output}\n[exit {run.exit_code}]")
         grade.log = "\n".join(log)
-        if getattr(run, "oom_killed", False):
+        if run.oom_killed:
             grade.infra_failure = InfraFailure("oom", "the test run ran out of memory")
             return grade
         if run.timed_out:
