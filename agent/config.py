@@ -37,9 +37,11 @@ class Settings(BaseModel):
     api_key_env: str | None = None
     replay: str | None = None  # the file for --backend replay
     local_compile: bool = False  # --backend local: build the compiled decode step first (slow start)
-    permission_mode: Literal["ask", "auto-edit", "full-auto"] | None = None  # None: per run kind, below
-    interactive_permission_mode: Literal["ask", "auto-edit", "full-auto"] = "ask"
-    ci_permission_mode: Literal["ask", "auto-edit", "full-auto"] = "auto-edit"
+    permission_mode: Literal["ask", "auto-edit", "full-auto", "plan"] | None = (
+        None  # None: per run kind, below
+    )
+    interactive_permission_mode: Literal["ask", "auto-edit", "full-auto", "plan"] = "ask"
+    ci_permission_mode: Literal["ask", "auto-edit", "full-auto", "plan"] = "auto-edit"
     allow: list[str] = []
     deny: list[str] = []
     # confined: this host, commands under bwrap or Landlock (sandbox/confinement/); local: this host,
@@ -67,6 +69,11 @@ class Settings(BaseModel):
     top_k: int | None = None
     max_output_tokens: int | None = None
     test_commands: list[str] | None = None
+    # -p runs: our own run of the project's tests at the end (agent/planner/verification.py).
+    verify_command: str | None = None  # None: detected from the repository
+    verify_timeout: float = 600.0
+    verify_retries: int = 0  # failed verifications sent back to the model before the run ends
+    require_verified: bool = False  # a failed or missing verification ends the run `unverified` (exit 6)
     reasoning_display: Literal["full", "collapsed", "hidden"] = "collapsed"
     prices: dict[str, dict[str, float]] = {}
 
@@ -76,6 +83,20 @@ class Settings(BaseModel):
         from sandbox.docker import parse_size
 
         parse_size(value)  # ValueError: pydantic reports it with the setting's name
+        return value
+
+    @field_validator("verify_timeout")
+    @classmethod
+    def _above_zero(cls, value: float) -> float:
+        if not value > 0:
+            raise ValueError("must be above 0")
+        return value
+
+    @field_validator("verify_retries")
+    @classmethod
+    def _not_negative(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError("must be 0 or more")
         return value
 
     @field_validator("docker_cpus", "docker_pids")

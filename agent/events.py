@@ -109,8 +109,9 @@ class Status:
 
 @dataclass
 class FinalResult:
-    status: str  # done | error | limit_reached | loop_detected | blocked | backend_unavailable | cancelled
-    result: str
+    status: str  # done | error | usage_error | limit_reached | loop_detected | context_exhausted | blocked |
+    # backend_unavailable | cancelled | unverified | invalid_output (docs/cli.md)
+    result: Any  # the answer (the parsed JSON under --json-schema), or what ended the run
     diff: str
     turns: int
     usage: dict[str, int]
@@ -119,6 +120,8 @@ class FinalResult:
     duration_ms: int
     verified: bool
     confinement: str = "none"  # bwrap | landlock | none | docker (none also when nothing ran)
+    # Our own run of the project's tests at the end (agent/planner/verification.py); None: none ran.
+    verification: dict[str, Any] | None = None
     type: str = field(default="final_result", init=False)
 
 

@@ -13,6 +13,7 @@ class ExitCode(IntEnum):
     NO_DOCKER = 3  # `mmx-agent eval`: no Docker engine to run the tasks in
     BLOCKED = 4  # the permission policy refused what the task needed
     BACKEND_UNAVAILABLE = 5
+    UNVERIFIED = 6  # --require-verified: our verification failed or could not run
     CANCELLED = 130  # as a shell reports SIGINT
 
 
@@ -25,6 +26,8 @@ STATUS_EXIT = {
     "context_exhausted": ExitCode.LIMIT,
     "blocked": ExitCode.BLOCKED,
     "backend_unavailable": ExitCode.BACKEND_UNAVAILABLE,
+    "unverified": ExitCode.UNVERIFIED,
+    "invalid_output": ExitCode.ERROR,  # --json-schema: the final answer never validated
     "cancelled": ExitCode.CANCELLED,
 }
 

@@ -41,7 +41,9 @@ from agent.events import (
 )
 from agent.permissions import PermissionPolicy
 from agent.planner.compaction import Compactor, ContextBudget, ContextExhausted
+from agent.planner.final_answer import AnswerGate, AnswerRejected
 from agent.planner.limits import Limits, LoopDetector
+from agent.planner.todo import render_todos
 from agent.tools.base import Tool, ToolContext, ToolResult, openai_tool
 from agent.tools.registry import run_tool
 from agent.workspace_diff import diff_since, snapshot
@@ -101,6 +103,7 @@ class AgentLoop:
         budget: ContextBudget | None = None,
         test_commands: list[str] | None = None,
         max_policy_refusals: int = 3,
+        answer_gate: AnswerGate | None = None,
     ) -> None:
         self.backend = backend
         self.ctx = ctx
@@ -116,6 +119,7 @@ class AgentLoop:
         self.compactor = Compactor(backend, budget or ContextBudget(backend.context_window), self._add_usage)
         self.test_commands = [re.compile(p) for p in (test_commands or DEFAULT_TEST_COMMANDS)]
         self.max_policy_refusals = max_policy_refusals
+        self.answer_gate = answer_gate  # the schema and verification a final answer must pass
         self.usage = {"input_tokens": 0, "output_tokens": 0, "reasoning_tokens": 0}
         self.cost: float | None = None
         # Called at the end of every run, before the final result is emitted (e.g. syncing a
@@ -130,6 +134,8 @@ class AgentLoop:
         start_tree = snapshot(self.ctx)
         self.messages.append(Message.user(text))
         self.emit(UserMessage(text))
+        if self.answer_gate is not None:
+            self.emit(Status(self.answer_gate.plan()))
         turns, answer, verified, refusals = 0, "", False, 0
         loops = LoopDetector()
         status, detail = "done", ""
@@ -158,6 +164,11 @@ class AgentLoop:
                         self.emit(UserMessage(nudge))
                         continue
                     answer = message.text()
+                    retry = self._review(answer, start_tree)
+                    if retry is not None:
+                        self.messages.append(Message.user(retry))
+                        self.emit(UserMessage(retry))
+                        continue
                     break
                 stop = self._run_calls(slots, loops)
                 for slot in slots:
@@ -176,7 +187,7 @@ class AgentLoop:
                     raise RunStopped("loop_detected", "the same call was repeated after a warning")
                 if refusals >= self.max_policy_refusals:
                     raise RunStopped("blocked", f"{refusals} calls were refused by policy or the firewall")
-        except RunStopped as stop:
+        except (RunStopped, AnswerRejected) as stop:
             status, detail = stop.status, str(stop)
         except ContextWindowExceeded as exc:
             status, detail = "context_exhausted", str(exc)
@@ -187,6 +198,16 @@ class AgentLoop:
         except Exception as exc:  # a bug of ours: the run still ends with a result and a session
             report_unexpected(exc)
             status, detail = "error", f"internal error: {describe(exc)}"
+        gate = self.answer_gate
+        verification = gate.verification if gate is not None else None
+        if verification is not None:
+            verified = verification.passed  # ours, not the model's own test run
+        if status == "done" and gate is not None and (why := gate.unverified()) is not None:
+            status, detail = "unverified", why
+        if status == "done" and gate is not None and gate.rules.schema is not None:
+            answer = gate.value
+        elif status == "done" and self.policy.mode == "plan" and self.ctx.todos:
+            answer = f"{answer}\n\nPlan:\n{render_todos(self.ctx.todos)}"
         if status != "done":
             self.emit(Status(f"run ended: {status}: {detail}", level="error"))
         diff = diff_since(self.ctx, start_tree)
@@ -205,9 +226,16 @@ class AgentLoop:
             duration_ms=int((time.monotonic() - started) * 1000),
             verified=verified,
             confinement=self.ctx.sandbox.confinement,
+            verification=verification.to_json() if verification is not None else None,
         )
         self.emit(result)
         return result
+
+    def _review(self, answer: str, start_tree: str | None) -> str | None:
+        """None when the final answer stands; else what sends the model back to work."""
+        if self.answer_gate is None:
+            return None
+        return self.answer_gate.review(answer, lambda: bool(diff_since(self.ctx, start_tree).strip()))
 
     def _check_limits(self, turns: int, started: float) -> None:
         limits = self.limits

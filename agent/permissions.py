@@ -34,7 +34,10 @@ from agent.tools.base import Permission
 from agent.tools.firewall.screen import CommandLine, SimpleCommand, simple_commands
 from agent.tools.firewall.verbs import command_name
 
-MODES = ("ask", "auto-edit", "full-auto")
+PLAN_ONLY = (
+    "Investigate with them, record the plan with todo_write, and finish with a message that explains it."
+)
+MODES = ("ask", "auto-edit", "full-auto", "plan")  # plan: read-only tools, the run ends with a plan
 _RULE = re.compile(r"^\s*([A-Za-z0-9_*?\[\]-]+)\s*(?:\((.*)\))?\s*$", re.S)
 _MAIN_ARGUMENT = {"bash": "command", "bash_output": "id", "bash_kill": "id"}
 SHELL_TOOL = "bash"
@@ -127,6 +130,8 @@ class PermissionPolicy:
             denied = self._denied_by(rule, tool, args, line)
             if denied is not None:
                 return Decision(False, f"{call} is denied by the rule --deny '{_show(rule)}'{denied}.")
+        if self.mode == "plan" and permission != Permission.READ:
+            return Decision(False, f"{call} does not run in plan mode: only read-only tools do. {PLAN_ONLY}")
         unapproved = self._not_allowed_by_rules(tool, args, line)
         if unapproved is None:
             return Decision(True)

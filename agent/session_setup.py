@@ -13,18 +13,23 @@ from pathlib import Path
 from typing import Any
 
 from agent.backends.base import Backend, BackendError, GenerationParams
+from agent.backends.messages import Message
 from agent.config import Settings, user_config_dir
 from agent.event_redaction import RedactedEvents
 from agent.events import FinalResult, SessionStart, Status, TodoUpdate, messages_from_events
 from agent.loop import AgentLoop
 from agent.permissions import PermissionPolicy, Rule
 from agent.planner.compaction import ContextBudget
+from agent.planner.final_answer import AnswerGate, AnswerRules
 from agent.planner.limits import Limits
-from agent.planner.prompt import build_system_prompt
+from agent.planner.prompt import PLAN_MODE_PROMPT, build_system_prompt
+from agent.planner.structured_output import schema_instructions
 from agent.planner.todo import TodoTool
+from agent.planner.verification import detect_test_command
 from agent.secrets import Redactor
 from agent.tools.base import ToolContext
 from agent.tools.registry import all_tools
+from agent.tools.shell import COMMAND_ENV
 from agent.tools.shell_jobs import kill_all_jobs
 from agent.transcripts import SessionWriter, load_events, new_session_id
 from sandbox.base import Sandbox, SandboxError
@@ -144,6 +149,11 @@ class AgentSession:
             self.loop.emit(Status(f"applied the sandbox's changes to the workspace ({files} files)"))
         return diff
 
+    def leave_plan_mode(self, mode: str) -> None:
+        """The user approved the plan: carry on in `mode`, with the plan-mode instructions gone."""
+        self.loop.policy.mode = mode
+        self.loop.system = Message.system(self.loop.system.text().replace("\n" + PLAN_MODE_PROMPT, ""))
+
     def run(self, task: str) -> FinalResult:
         """The run's result, redacted like everything else that leaves the session (the diff too)."""
         return self.redactor.redact_event(self.loop.run(task))
@@ -167,7 +177,10 @@ def start_session(
     backend: Backend | None = None,
     sandbox: Sandbox | None = None,
     progress: Callable[[str], None] | None = None,
+    answer_rules: AnswerRules | None = None,
 ) -> AgentSession:
+    """`answer_rules`: what a -p run's final answer must pass (its JSON schema, our verification); a
+    verification command not given is detected now, from the repository as it is before the run."""
     owns_backend = backend is None
     backend = backend or make_backend(settings, progress)
     mode = permission_mode(settings, interactive)
@@ -197,14 +210,24 @@ def start_session(
 
     emit_all = RedactedEvents(redactor, write_and_emit)
 
+    gate = None
+    if answer_rules is not None:
+        if answer_rules.verify is None:
+            answer_rules.verify = detect_test_command(sandbox)
+        gate = AnswerGate(answer_rules, sandbox, redactor, COMMAND_ENV, emit_all)
+    system_prompt = build_system_prompt(
+        workspace, datetime.date.today().isoformat(), user_config_dir(), shown_root=sandbox.root
+    )
+    if answer_rules is not None and answer_rules.schema is not None:
+        system_prompt += "\n" + schema_instructions(answer_rules.schema)
+    if mode == "plan":
+        system_prompt += "\n" + PLAN_MODE_PROMPT
     window = settings.context_window or backend.context_window
     loop = AgentLoop(
         backend,
         ctx,
         tools=[*all_tools(), TodoTool()],
-        system_prompt=build_system_prompt(
-            workspace, datetime.date.today().isoformat(), user_config_dir(), shown_root=sandbox.root
-        ),
+        system_prompt=system_prompt,
         policy=policy,
         limits=Limits(settings.max_turns, settings.max_tokens, settings.max_cost, settings.max_wall_seconds),
         emit=emit_all,
@@ -219,6 +242,7 @@ def start_session(
             live_window=None if settings.context_window else lambda: backend.context_window,
         ),
         test_commands=settings.test_commands,
+        answer_gate=gate,
     )
     session = AgentSession(session_id, loop, backend, sandbox, writer, redactor, owns_backend)
     loop.before_result.append(session.sync_back)

@@ -73,7 +73,7 @@ ALLOWED = {
     "foundation": {"sandbox"},
     "agent.backends": {"foundation"},
     "agent.tools": {"foundation", "sandbox"},
-    "agent.planner": {"foundation", "agent.backends", "agent.tools", "agent"},
+    "agent.planner": {"foundation", "sandbox", "agent.backends", "agent.tools", "agent"},
     "agent": {"foundation", "sandbox", "agent.backends", "agent.tools", "agent.planner"},
     "evals": {"foundation", "sandbox", "agent.backends", "agent.tools", "agent.planner", "agent"},
     "app": {"foundation", "sandbox", "agent.backends", "agent.tools", "agent.planner", "agent", "evals"},

@@ -69,7 +69,9 @@ def root(
     max_wall_seconds: float = typer.Option(
         None, "--timeout", min=0.001, help="Most seconds one run may take."
     ),
-    permission_mode: str = typer.Option(None, "--permission-mode", help="ask | auto-edit | full-auto."),
+    permission_mode: str = typer.Option(
+        None, "--permission-mode", help="ask | auto-edit | full-auto | plan (read-only, ends with a plan)."
+    ),
     allow: list[str] = typer.Option(
         None, "--allow", help="Run calls matching TOOL or TOOL(glob) without asking."
     ),
@@ -96,6 +98,20 @@ def root(
         None,
         "--tokenizer",
         help="Remote backends: the model's tokenizer.json (or its directory), to count prompts.",
+    ),
+    verify: str = typer.Option(
+        None, "--verify", help="-p: run this test command at the end and report it (default: detected)."
+    ),
+    verify_retries: int = typer.Option(
+        None, "--verify-retries", min=0, help="-p: send a failed verification back to the model N times."
+    ),
+    require_verified: bool = typer.Option(
+        False, "--require-verified", help="-p: end with exit 6 unless our verification passed."
+    ),
+    json_schema: str = typer.Option(
+        None,
+        "--json-schema",
+        help="-p: the final answer must be JSON valid against this schema (file or JSON).",
     ),
     cwd: Path = typer.Option(None, "--cwd", help="Work in this directory instead of the current one."),
     resume: str = typer.Option(None, "--resume", help="Continue the session with this id."),
@@ -143,6 +159,8 @@ def root(
         "network": network,
         "context_window": context_window,
         "tokenizer": tokenizer,
+        "verify_retries": verify_retries,
+        "require_verified": require_verified or None,
     }
     try:
         settings = load_settings(workspace, flags)
@@ -150,6 +168,8 @@ def root(
             Rule.parse(rule)
     except (ConfigError, PermissionRuleError) as exc:
         usage_error(str(exc))
+    if print_task is None and (verify or json_schema or require_verified or verify_retries is not None):
+        usage_error("--verify, --verify-retries, --require-verified and --json-schema apply to -p runs")
     if continue_last:
         resume = latest_session(str(workspace))
         if resume is None:
@@ -168,8 +188,25 @@ def root(
         if not task.strip():
             _usage_error("the task is empty", output_format, True)
         from agent.app.headless import run_headless
+        from agent.planner.final_answer import AnswerRules
+        from agent.planner.structured_output import SchemaError, load_schema
+        from agent.planner.verification import VerifyCommand
 
-        raise typer.Exit(run_headless(settings, task, output_format, workspace, resume))
+        schema = None
+        if json_schema is not None:
+            try:
+                schema = load_schema(json_schema, lambda name: Path(name).read_text(encoding="utf-8"))
+            except (SchemaError, UnicodeDecodeError) as exc:
+                usage_error(str(exc))
+        chosen = verify or settings.verify_command
+        rules = AnswerRules(
+            verify=VerifyCommand(chosen, "flag" if verify else "config") if chosen else None,
+            verify_timeout=settings.verify_timeout,
+            verify_retries=settings.verify_retries,
+            require_verified=settings.require_verified,
+            schema=schema,
+        )
+        raise typer.Exit(run_headless(settings, task, output_format, workspace, resume, rules))
     if sys.stdin is None:
         _usage_error("no task and no terminal: give the task with -p TASK (or on stdin)")
     from agent.app.interactive import run_interactive

@@ -30,6 +30,7 @@ from agent.events import (
     json_text,
 )
 from agent.exit_codes import exit_code_for
+from agent.planner.final_answer import AnswerRules
 from agent.secrets import Redactor, redact
 from agent.session_setup import start_session
 from sandbox.base import SandboxError
@@ -104,7 +105,8 @@ def print_result(result: FinalResult, output_format: str, *, streamed: bool = Fa
         sys.stdout.write(json_text(event_to_json(result)) + "\n")
     elif output_format == "text":
         if result.status == "done":
-            sys.stdout.write(result.result + ("" if result.result.endswith("\n") else "\n"))
+            answer = result.result if isinstance(result.result, str) else json_text(result.result)
+            sys.stdout.write(answer + ("" if answer.endswith("\n") else "\n"))
         else:
             print(f"error: {result.status}: {result.result}", file=sys.stderr)
     sys.stdout.flush()
@@ -130,7 +132,12 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 
 def run_headless(
-    settings: Settings, task: str, output_format: str, workspace: Path, resume_id: str | None
+    settings: Settings,
+    task: str,
+    output_format: str,
+    workspace: Path,
+    resume_id: str | None,
+    answer_rules: AnswerRules | None = None,
 ) -> int:
     started = time.monotonic()
     stdout = sys.stdout
@@ -147,7 +154,13 @@ def run_headless(
     try:
         try:
             session = start_session(
-                settings, workspace, interactive=False, emit=emit, resume_id=resume_id, progress=_progress
+                settings,
+                workspace,
+                interactive=False,
+                emit=emit,
+                resume_id=resume_id,
+                progress=_progress,
+                answer_rules=answer_rules,
             )
         except BackendError as exc:
             return fail_before_start(

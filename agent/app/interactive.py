@@ -37,6 +37,9 @@ HELP = """\
 Esc then Enter inserts a newline. Ctrl-C stops the agent's current round."""
 
 
+PLAN_APPROVED = "The plan is approved. Carry it out now, then check the result."
+
+
 class InteractiveApp:
     def __init__(self, settings: Settings, workspace: Path, resume_id: str | None) -> None:
         self.console = Console(highlight=False)
@@ -98,6 +101,29 @@ class InteractiveApp:
             result = self.session.run(text)
             if result.status == "cancelled":
                 self.console.print(Text("[cancelled; the session goes on]", style="yellow"))
+            elif result.status == "done" and self.session.loop.policy.mode == "plan":
+                self.review_plan()
+
+    def review_plan(self) -> None:
+        """Plan mode: the user approves the plan (the session carries on in the normal mode and
+        carries it out), sends feedback (planning goes on), or declines (back to the prompt)."""
+        loop = self.session.loop
+        while loop.policy.mode == "plan":
+            self.renderer.show_todos(loop.ctx.todos)
+            try:
+                answer = self.prompt.prompt("Approve the plan? [y]es / [n]o / or type feedback: ").strip()
+            except (KeyboardInterrupt, EOFError):
+                return
+            if answer.lower() in ("", "n", "no"):
+                return
+            if answer.lower() in ("y", "yes"):
+                mode = self.settings.interactive_permission_mode
+                self.session.leave_plan_mode("ask" if mode == "plan" else mode)
+                self.console.print(Text(f"plan approved; permission mode {loop.policy.mode}", style="green"))
+                self.session.run(PLAN_APPROVED)
+                return
+            if self.session.run(answer).status != "done":
+                return
 
     def command(self, line: str) -> str | None:
         name, _, rest = line.partition(" ")

@@ -8,6 +8,13 @@ from pathlib import Path
 INSTRUCTION_FILES = ("AGENTS.md", "CLAUDE.md")
 MAX_INSTRUCTIONS_CHARS = 40_000  # per file: instructions are context, not a dump
 
+PLAN_MODE_PROMPT = """\
+# Plan mode
+You are in plan mode: only read-only tools run (reading, searching, git status/diff/log, todo_write); \
+edits and shell commands are refused. Investigate what the task needs, record the steps with \
+todo_write, and finish with a message that explains the plan: what to change, where, and how to check \
+it. Do not claim to have changed anything.
+"""
 BASE_PROMPT = """\
 You are mmx-agent, a coding agent working in the user's repository through tools. You are precise, \
 careful with the user's work, and you finish what you start.

@@ -56,3 +56,18 @@ FIX_SESSION = [
     ),
     raw_completion("Tests pass. Done.", "Fixed `add` in calc.py: it subtracted. The tests pass."),
 ]
+
+
+def run_cli(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
+    """`mmx-agent ARGS` as a real subprocess (the environment the test set up, its HOME included)."""
+    import os
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "agent", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=dict(os.environ),
+    )

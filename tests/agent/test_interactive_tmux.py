@@ -107,3 +107,56 @@ def test_ctrl_c_kills_the_running_command_and_undo_reverts_the_edit(tmp_path, is
         pane.send("/exit", "Enter")
     finally:
         pane.close()
+
+
+def test_a_plan_is_approved_after_feedback_and_then_carried_out(tmp_path, isolated_home):
+    repo = make_buggy_repo(tmp_path)
+    todo = [{"content": "change - to + in add()", "status": "pending"}]
+    replay = write_replay(
+        tmp_path / "replay.jsonl",
+        [
+            raw_completion("look", "", [("read_file", {"path": "calc.py"})]),
+            raw_completion(
+                "edit now?", "", [("edit_file", {"path": "calc.py", "old": "a - b", "new": "a + b"})]
+            ),
+            raw_completion("plan it", "", [("todo_write", {"todos": todo})]),
+            raw_completion("ready", "PLAN-ONE: flip the operator."),
+            raw_completion("feedback taken", "PLAN-TWO: flip the operator, then run the test."),
+            raw_completion(
+                "approved: edit", "", [("edit_file", {"path": "calc.py", "old": "a - b", "new": "a + b"})]
+            ),
+            raw_completion("done", "Edited calc.py."),
+        ],
+    )
+    env = {k: os.environ[k] for k in ("PATH", "HOME", "XDG_STATE_HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME")}
+    env |= {"TERM": "xterm-256color", "MMX_AGENT_INTERACTIVE_PERMISSION_MODE": "full-auto"}
+    argv = [
+        sys.executable,
+        "-m",
+        "agent",
+        "--backend",
+        "replay",
+        "--replay",
+        str(replay),
+        "--permission-mode",
+        "plan",
+    ]
+    pane = Pane(str(repo), argv, env)
+    try:
+        pane.wait_for("/help")
+        pane.send("fix the bug", "Enter")
+        pane.wait_for("PLAN-ONE")
+        screen = pane.wait_for("Approve the plan?")
+        assert "does not run in plan mode" in screen and "change - to + in add()" in screen
+        assert "a - b" in (repo / "calc.py").read_text()
+        pane.send("also say how to check it", "Enter")
+        pane.wait_for("PLAN-TWO")
+        pane.wait_for("Approve the plan?")
+        assert "a - b" in (repo / "calc.py").read_text()
+        pane.send("y", "Enter")
+        pane.wait_for("plan approved; permission mode full-auto")
+        pane.wait_for("Edited calc.py.")
+        assert "a + b" in (repo / "calc.py").read_text()
+        pane.send("/exit", "Enter")
+    finally:
+        pane.close()
