@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import warnings
 
 import pytest
 import torch
@@ -147,15 +146,29 @@ def test_model_with_kernels_equals_model_without(random_checkpoint):
     assert (fast_logits - slow_logits).abs().max().item() <= 1e-4
 
 
-def test_switching_the_kernels_off_loads_plain_torch(random_checkpoint, monkeypatch):
-    """MMX_AGENT_CPU_KERNELS=0 picks the torch ops, and their storage plan: fp32 copies of bf16 weights.
-    (test_cli checks the one warning, in a fresh process.)"""
+def test_switching_the_kernels_off_loads_plain_torch_and_says_so_once(random_checkpoint):
+    """MMX_AGENT_CPU_KERNELS=0 picks the torch ops, and their storage plan (fp32 copies of bf16 weights),
+    for every model the process loads, with one warning (a fresh process: the warning is once per process)."""
     assert load_model(random_checkpoint, dtype="float32").ops.name == "cpu-kernels"
-    monkeypatch.setenv("MMX_AGENT_CPU_KERNELS", "0")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = load_model(random_checkpoint, dtype="float32")
-    assert model.ops.name == "torch" and model.lm_head.dtype == torch.float32
+    code = (
+        "import sys, warnings, torch\n"
+        "from agent.backends.local.loader import load_model\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        "    models = [load_model(sys.argv[1], dtype='float32') for _ in range(2)]\n"
+        "print([(m.ops.name, str(m.lm_head.dtype)) for m in models], [str(w.message) for w in caught])\n"
+    )
+    env = dict(os.environ, MMX_AGENT_CPU_KERNELS="0")
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(random_checkpoint)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "[('torch', 'torch.float32'), ('torch', 'torch.float32')]" in result.stdout
+    assert result.stdout.count("CPU decode kernels switched off (MMX_AGENT_CPU_KERNELS=0)") == 1
 
 
 @pytest.mark.parametrize("ops, shims", [("cpu-kernels", True), ("torch", False)])
