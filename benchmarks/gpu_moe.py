@@ -12,9 +12,9 @@ TFLOP/s against the H200 dense peak (989 bf16; 1979 FP8 for the FP8-activation r
 FP8 runs bf16 tensor-core dots), and the torch path measured in the same run (experts.experts_grouped
 on bf16 weights, what the local backend runs without Triton, FP8 checkpoints being dequantized at
 load), as a ratio. Before timing, every case checks the kernel's output against the torch path; on
-CUDA it also checks that experts.run_experts dispatches to the kernels. Mismatches and failed captures
-are listed at the end and make the exit status 1. `--sweep` adds a few other tile configs at 1 and 4096
-tokens. Sized to finish well inside 5 minutes on one H200 (not yet run on one). Without CUDA it prints
+CUDA it also checks that the model's ops (ops.select_ops) run the experts on the kernels. Mismatches
+and failed captures are listed at the end and make the exit status 1. `--sweep` adds a few other tile
+configs at 1 and 4096 tokens. Sized to finish well inside 5 minutes on one H200 (not yet run on one). Without CUDA it prints
 a message and exits 0.
 """
 
@@ -216,17 +216,24 @@ def run_case(shape, layer, n, label, device, iters, sweep=()):
 
 
 def check_hook(shape, layer, device) -> str:
-    """The local backend's dispatch: on CUDA, run_experts must give exactly fused_moe's output."""
-    from agent.backends.local.experts import run_experts
+    """The local backend's dispatch: on CUDA, the model's ops must be the Triton kind and its MoE block
+    must give exactly fused_moe's output for the routing it computes."""
+    from agent.backends.local.experts import route
+    from agent.backends.local.ops import select_ops
     from agent.backends.local.triton_moe import fused_moe
 
     if device != "cuda":
-        return "hook: not on CUDA, run_experts keeps the torch paths"
-    x, w, idx = make_routing(1, shape, layer.ref_w13.dtype, device)
-    same = torch.equal(run_experts(x, w, idx, layer.w13, layer.w2), fused_moe(x, w, idx, layer.w13, layer.w2))
+        return "hook: not on CUDA, the torch ops run the experts"
+    dtype = layer.ref_w13.dtype
+    ops = select_ops(device, dtype)
+    x, _, _ = make_routing(1, shape, dtype, device)
+    gate = torch.randn(layer.w13.shape[0], x.shape[1], device=device)
+    w, idx = route(x, gate, None, shape.top_k)
+    out = ops.moe(x, gate, None, layer.w13, layer.w2, shape.top_k, None)
+    same = ops.name == "triton" and torch.equal(out, fused_moe(x, w, idx, layer.w13, layer.w2))
     if not same:
-        FAILURES.append("run_experts on CUDA does not dispatch to the Triton kernels")
-    return f"hook: run_experts on CUDA uses the Triton kernels: {'yes' if same else 'NO'}"
+        FAILURES.append("the ops on CUDA do not run the experts on the Triton kernels")
+    return f"hook: the ops on CUDA run the experts on the Triton kernels: {'yes' if same else 'NO'}"
 
 
 def sweep_configs(n: int, fp8: bool):

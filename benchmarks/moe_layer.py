@@ -6,10 +6,11 @@ bandwidth measured in the same run.
 Layer: hidden 3072, 256 experts, top-8, width 1536 (~7.2 GB of expert weights in bf16, random values).
 Decode: 1 token, new random routing every call (8 experts, 226 MB read in bf16), through our CPU kernel
 `mmx::moe_decode` (what the model runs for a token on the CPU; routing included, from a random fp32 gate),
-the dispatcher `experts.run_experts` (the grouped path at this size) and, for reference, the gathered path.
+the torch ops' choice `ops.TorchOps.experts` (the grouped path at this size) and, for reference, the
+gathered path.
 With --fp8, also the decode on the same layer with FP8 experts kept as stored (half the bytes of bf16).
 Prefill: 1024 tokens routed at random (every expert gets ~32 rows, so all 7.2 GB are read once), through
-`run_experts` (the looped path on CPU) and, for reference, the grouped path.
+`TorchOps.experts` (the looped path on CPU) and, for reference, the grouped path.
 Copy bandwidth: `dst.copy_(src)` of 1 GiB, best of 5; reported as bytes copied per second (the figure the
 ratios use) and as read+write traffic. Decode and prefill GB/s are best-of-N too (medians printed). Weights are filled one expert at a time and freed at the end; peak ~9.5 GB.
 """
@@ -85,8 +86,11 @@ def main() -> None:
     dtype = getattr(torch, a.dtype)
 
     from agent.backends.local import cpu_kernels
-    from agent.backends.local.experts import experts_gathered, experts_grouped, run_experts
+    from agent.backends.local.experts import experts_gathered, experts_grouped
     from agent.backends.local.loader import empty_expert_stack
+    from agent.backends.local.ops import TorchOps
+
+    chosen = TorchOps(torch.device("cpu"), dtype).experts  # the expert path the torch ops pick
 
     e, h, i, k = a.experts, a.hidden, a.width, a.top_k
     copy = copy_bandwidth(1 << 30)
@@ -111,7 +115,7 @@ def main() -> None:
     x1 = torch.randn(1, h, generator=g).to(dtype)
     calls = [routing(1) for _ in range(a.decode_calls + 3)]
     for c in range(3):  # warm-up (first-call kernel setup)
-        run_experts(x1, *calls[c], w13, w2)
+        chosen(x1, *calls[c], w13, w2)
     rows = []
     if cpu_kernels.available():
         gate = torch.randn(e, h, generator=g) / h**0.5
@@ -134,7 +138,7 @@ def main() -> None:
         if a.fp8:  # the same layer with FP8 experts kept as stored (loader's fp8_experts)
             rows.append(fp8_decode_row(e, h, i, k, gate, tokens[3:], g))
     for name, fn, n_calls in (
-        ("run_experts (grouped at this size)", run_experts, a.decode_calls),
+        ("TorchOps.experts (grouped at this size)", chosen, a.decode_calls),
         ("experts_gathered (for reference)", experts_gathered, 3),
     ):
         times = []
@@ -157,10 +161,10 @@ def main() -> None:
     wts, idx = routing(a.prefill)
     xp = torch.randn(a.prefill, h, generator=g).to(dtype)
     touched = len(idx.unique())
-    run_experts(xp[:64], wts[:64], idx[:64], w13, w2)  # warm-up at a smaller size
+    chosen(xp[:64], wts[:64], idx[:64], w13, w2)  # warm-up at a smaller size
     flops = 2 * a.prefill * k * 3 * h * i
     for name, fn in (
-        ("run_experts (looped on CPU)", run_experts),
+        ("TorchOps.experts (looped on CPU)", chosen),
         ("experts_grouped (for reference)", experts_grouped),
     ):
         t = best_time(3, fn, xp, wts, idx, w13, w2)

@@ -30,8 +30,11 @@ def eager_greedy(model, prompt: list[int], n: int) -> list[int]:
     return out
 
 
-def test_compiled_step_matches_the_eager_step_and_writes_the_cache(random_checkpoint):
-    model = load_model(random_checkpoint, dtype="float32")
+@pytest.mark.parametrize("ops", ["cpu-kernels", "torch"])
+def test_compiled_step_matches_the_eager_step_and_writes_the_cache(random_checkpoint, ops):
+    """Traced with the ops' one-token forms (torch: multiply-and-reduce, plain-math attention, indexed
+    experts; the CPU kernels: the same kernels), the step computes what the eager model computes."""
+    model = load_model(random_checkpoint, dtype="float32", ops=ops)
     model.setup_caches(256)
     prompt = torch.tensor([[5, 9, 200, 31, 7]])
     with torch.inference_mode():

@@ -18,6 +18,7 @@ from agent.backends.local.compiled import _inductor_configs
 from agent.backends.local.experts import route
 from agent.backends.local.generate import Generator, SamplingParams
 from agent.backends.local.loader import load_model
+from agent.backends.local.ops import select_ops
 from tests.local.reference import moe_reference
 
 DTYPES = [torch.float32, torch.bfloat16]
@@ -125,32 +126,59 @@ def test_bf16_weights_under_fp32_activations_give_the_bits_of_their_fp32_copies(
     assert out.abs().max() > 0.1
 
 
-def test_model_with_kernels_equals_model_without(random_checkpoint, monkeypatch):
+def test_model_with_kernels_equals_model_without(random_checkpoint):
     """Greedy decoding (prefill of a short prompt and one-token steps, both on the kernels) gives the same
-    tokens and near-identical logits as the PyTorch ops."""
-    model = load_model(random_checkpoint, dtype="float32")
+    tokens and near-identical logits as the PyTorch ops, on the same (bf16-stored) weights."""
     prompt = list(range(5, 25))
 
-    def run():
+    def run(ops):
+        model = load_model(random_checkpoint, dtype="float32", bf16_weights=True, ops=ops)
+        assert model.ops.name == ops
         generator = Generator(model)
         tokens = list(generator.generate(prompt, 40, SamplingParams(greedy=True)))
         with torch.inference_mode():
             logits = model(torch.tensor([[tokens[-1]]]), torch.tensor([len(prompt) + 40]), kv_len=256)
         return tokens, logits
 
-    fast_tokens, fast_logits = run()
-    monkeypatch.setenv("MMX_AGENT_CPU_KERNELS", "0")
-    assert not cpu_kernels.usable(1, torch.zeros(1), torch.zeros(1))
-    slow_tokens, slow_logits = run()
+    fast_tokens, fast_logits = run("cpu-kernels")
+    slow_tokens, slow_logits = run("torch")
     assert fast_tokens == slow_tokens
     assert (fast_logits - slow_logits).abs().max().item() <= 1e-4
 
 
-def test_compiled_step_calls_the_kernels_through_their_c_entry_points(monkeypatch):
-    shims = _inductor_configs()["aot_inductor.custom_ops_to_c_shims"]
-    assert {op.name() for op in shims} == {"mmx::matvec", "mmx::moe_decode", "mmx::decode_attention"}
-    monkeypatch.setenv("MMX_AGENT_CPU_KERNELS", "0")
-    assert "aot_inductor.custom_ops_to_c_shims" not in _inductor_configs()
+def test_switching_the_kernels_off_loads_plain_torch_and_says_so_once(random_checkpoint):
+    """MMX_AGENT_CPU_KERNELS=0 picks the torch ops, and their storage plan (fp32 copies of bf16 weights),
+    for every model the process loads, with one warning (a fresh process: the warning is once per process)."""
+    assert load_model(random_checkpoint, dtype="float32").ops.name == "cpu-kernels"
+    code = (
+        "import sys, warnings, torch\n"
+        "from agent.backends.local.loader import load_model\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        "    models = [load_model(sys.argv[1], dtype='float32') for _ in range(2)]\n"
+        "print([(m.ops.name, str(m.lm_head.dtype)) for m in models], [str(w.message) for w in caught])\n"
+    )
+    env = dict(os.environ, MMX_AGENT_CPU_KERNELS="0")
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(random_checkpoint)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "[('torch', 'torch.float32'), ('torch', 'torch.float32')]" in result.stdout
+    assert result.stdout.count("CPU decode kernels switched off (MMX_AGENT_CPU_KERNELS=0)") == 1
+
+
+@pytest.mark.parametrize("ops, shims", [("cpu-kernels", True), ("torch", False)])
+def test_compiled_step_calls_the_kernels_through_their_c_entry_points(ops, shims):
+    configs = _inductor_configs(select_ops("cpu", torch.float32, ops))
+    assert ("aot_inductor.custom_ops_to_c_shims" in configs) == shims
+    if shims:
+        entry_points = configs["aot_inductor.custom_ops_to_c_shims"]
+        names = {op.name() for op in entry_points}
+        assert names == {"mmx::matvec", "mmx::moe_decode", "mmx::decode_attention"}
 
 
 def test_without_a_compiler_the_build_fails_with_one_warning(tmp_path):
@@ -160,11 +188,12 @@ def test_without_a_compiler_the_build_fails_with_one_warning(tmp_path):
     code = (
         "import warnings, torch\n"
         "from agent.backends.local import cpu_kernels\n"
-        "from agent.backends.local.model import linear\n"
+        "from agent.backends.local.ops import select_ops\n"
         "with warnings.catch_warnings(record=True) as caught:\n"
         "    warnings.simplefilter('always')\n"
-        "    out = linear(torch.ones(1, 4), torch.ones(3, 4))\n"
-        "    assert cpu_kernels.available() is False\n"
+        "    ops = select_ops('cpu', torch.float32)\n"
+        "    out = ops.linear(torch.ones(1, 4), torch.ones(3, 4))\n"
+        "    assert cpu_kernels.available() is False and ops.name == 'torch'\n"
         "print(out.tolist(), [str(w.message)[:120] for w in caught])\n"
     )
     result = subprocess.run(

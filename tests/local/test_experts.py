@@ -1,4 +1,5 @@
-"""Router and the expert paths against the naive per-expert loop, including lopsided routing."""
+"""Router and the expert paths against the naive per-expert loop, including lopsided routing; also the
+choice among them that the torch ops make, eager and traced."""
 
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ from agent.backends.local.experts import (
     experts_indexed,
     experts_looped,
     route,
-    run_experts,
 )
+from agent.backends.local.ops import TorchOps
 from tests.local.reference import moe_reference
 
 E, H, INTER, K = 8, 48, 24, 3
-PATHS = [experts_grouped, experts_looped, experts_gathered, experts_indexed, run_experts]
+TORCH_OPS = TorchOps(torch.device("cpu"), torch.float32)
+CHOSEN = [TORCH_OPS.experts, TORCH_OPS.traced().experts]
+PATHS = [experts_grouped, experts_looped, experts_gathered, experts_indexed, *CHOSEN]
 
 
 def experts(dtype, seed=0):
@@ -38,7 +41,7 @@ def routed(n, seed=0):
 TOL = {torch.float32: dict(atol=1e-5, rtol=1e-5), torch.bfloat16: dict(atol=3e-2, rtol=3e-2)}
 
 
-@pytest.mark.parametrize("path", PATHS, ids=lambda f: f.__name__)
+@pytest.mark.parametrize("path", PATHS, ids=lambda f: f.__qualname__)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("n", [1, 2, 5, 64])
 def test_paths_equal_reference_loop(path, dtype, n):
@@ -50,7 +53,7 @@ def test_paths_equal_reference_loop(path, dtype, n):
     torch.testing.assert_close(out.float(), moe_reference(x, w, idx, w1, w3, w2), **TOL[dtype])
 
 
-@pytest.mark.parametrize("path", PATHS, ids=lambda f: f.__name__)
+@pytest.mark.parametrize("path", PATHS, ids=lambda f: f.__qualname__)
 def test_uneven_routing(path):
     """Every token on the same K experts (the rest get zero rows), then one token on different ones."""
     w1, w3, w2, w13 = experts(torch.float32, seed=1)
@@ -67,16 +70,18 @@ def test_uneven_routing(path):
     )
 
 
+@pytest.mark.parametrize("chosen", CHOSEN, ids=lambda f: f.__qualname__)
 @pytest.mark.parametrize("n", [1, 40])
-def test_dispatch_above_the_gather_limit(n, monkeypatch):
-    """Above the gather limit run_experts takes the grouped path (decode) or the looped one (CPU prefill)."""
-    import agent.backends.local.experts as experts_module
+def test_dispatch_above_the_gather_limit(chosen, n, monkeypatch):
+    """Above the gather limit the torch ops take the grouped path (decode) or the looped one (CPU prefill);
+    traced, the grouped one (no host sync in a graph) past the indexed path's few pairs."""
+    import agent.backends.local.ops as ops_module
 
-    monkeypatch.setattr(experts_module, "GATHER_LIMIT_BYTES", 0)
+    monkeypatch.setattr(ops_module, "GATHER_LIMIT_BYTES", 0)
     w1, w3, w2, w13 = experts(torch.float32, seed=4)
     x, w, idx = routed(n, seed=5)
     torch.testing.assert_close(
-        run_experts(x, w, idx, w13, w2), moe_reference(x, w, idx, w1, w3, w2), **TOL[torch.float32]
+        chosen(x, w, idx, w13, w2), moe_reference(x, w, idx, w1, w3, w2), **TOL[torch.float32]
     )
 
 

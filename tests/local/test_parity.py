@@ -17,6 +17,7 @@ from agent.backends.local.loader import load_model
 from tests.local.reference import FP8_SHAPES, TINY, dequantize_blocks, hf_model
 
 SEQ = 256
+CPU_OPS = ["cpu-kernels", "torch"]  # ops.KINDS that run on the CPU (Triton only interpreted: local_triton)
 
 
 def ids(n: int, vocab: int, seed: int = 0) -> torch.Tensor:
@@ -29,9 +30,10 @@ def our_logits(model, tokens: torch.Tensor) -> torch.Tensor:
         return model(tokens, torch.arange(tokens.shape[1]))
 
 
-def test_logits_match_transformers_over_256_tokens(tiny_checkpoint):
+@pytest.mark.parametrize("ops", CPU_OPS)
+def test_logits_match_transformers_over_256_tokens(tiny_checkpoint, ops):
     hf, path = tiny_checkpoint
-    ours = load_model(path, dtype="float32")
+    ours = load_model(path, dtype="float32", ops=ops)
     tokens = ids(SEQ, hf.config.vocab_size)
     with torch.no_grad():
         ref = hf(tokens).logits
@@ -40,20 +42,22 @@ def test_logits_match_transformers_over_256_tokens(tiny_checkpoint):
     assert ref.abs().max() > 1.0  # the comparison is not between two near-zero tensors
 
 
-def test_greedy_generation_matches_transformers_for_128_tokens(tiny_checkpoint):
+@pytest.mark.parametrize("ops", CPU_OPS)
+def test_greedy_generation_matches_transformers_for_128_tokens(tiny_checkpoint, ops):
     hf, path = tiny_checkpoint
     prompt = ids(16, hf.config.vocab_size, seed=1)
     with torch.no_grad():
         ref = hf.generate(prompt, max_new_tokens=128, min_new_tokens=128, do_sample=False)[0, 16:].tolist()
-    gen = Generator(load_model(path, dtype="float32"))
+    gen = Generator(load_model(path, dtype="float32", ops=ops))
     ours = list(gen.generate(prompt[0].tolist(), 128, SamplingParams(greedy=True)))
     assert ours == ref
     assert len(set(ours)) > 10  # a real sequence, not one token repeated
 
 
-def test_kv_cache_decode_equals_full_forward(tiny_checkpoint):
+@pytest.mark.parametrize("ops", CPU_OPS)
+def test_kv_cache_decode_equals_full_forward(tiny_checkpoint, ops):
     _, path = tiny_checkpoint
-    model = load_model(path, dtype="float32")
+    model = load_model(path, dtype="float32", ops=ops)
     tokens = ids(48, 512, seed=2)
     full = our_logits(model, tokens)
     model.setup_caches(64)

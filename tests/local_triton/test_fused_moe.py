@@ -125,7 +125,7 @@ def test_bad_scales_are_rejected():
 
 
 def test_hook_op_is_one_node_for_torch_compile():
-    """run_experts' GPU hook calls the op form: torch.compile(fullgraph=True) must keep it whole (no
+    """The Triton ops call the op form: torch.compile(fullgraph=True) must keep it whole (no
     graph break, its fake gives the output shape) and get fused_moe's result."""
     from agent.backends.local.triton_moe import fused_moe_op
 
@@ -135,3 +135,24 @@ def test_hook_op_is_one_node_for_torch_compile():
     compiled = torch.compile(fused_moe_op, fullgraph=True, backend="aot_eager")
     out = compiled(x, w, idx, kernel["w13"], kernel["w2"], *scales)
     torch.testing.assert_close(out, fused_moe(x, w, idx, **kernel), **TOL[torch.float32])
+
+
+def test_a_model_on_the_triton_ops_computes_what_it_computes_on_the_torch_ops(tmp_path):
+    """The Triton kind end to end on a tiny checkpoint: its MoE blocks route, then call the op form of the
+    kernels (the grouped path for the 40-token prefill's 80 pairs, the decode path for single tokens)."""
+    from agent.backends.local.checkpoint_writer import init_checkpoint
+    from agent.backends.local.generate import Generator, SamplingParams
+    from agent.backends.local.loader import load_model
+
+    init_checkpoint(tmp_path, "tiny", seed=3)
+    prompt = list(range(5, 45))
+    logits, tokens = {}, {}
+    for ops in ("triton", "torch"):
+        model = load_model(tmp_path, dtype="float32", ops=ops)
+        assert model.ops.name == ops
+        model.setup_caches(256)
+        with torch.inference_mode():
+            logits[ops] = model(torch.tensor([prompt]), torch.arange(len(prompt)))
+        tokens[ops] = list(Generator(model).generate(prompt, 8, SamplingParams(greedy=True)))
+    torch.testing.assert_close(logits["triton"], logits["torch"], **TOL[torch.float32])
+    assert tokens["triton"] == tokens["torch"]

@@ -16,7 +16,6 @@ from typing import Any
 
 from agent.backends.base import GenerationParams
 from agent.backends.events import BackendEvent, StreamEnd, ToolCallEvent, Usage
-from agent.backends.local import cpu_kernels
 from agent.backends.local.generate import Generator, SamplingParams
 from agent.backends.local.loader import load_model
 from agent.backends.local.tokenizer import M2Tokenizer
@@ -62,9 +61,7 @@ class LocalModel:
         if not model_dir.is_dir():
             raise FileNotFoundError(f"{model_dir}: no such checkpoint directory")
         self.tokenizer = M2Tokenizer(model_dir)
-        self.model = load_model(model_dir, dtype=dtype, device=device)
-        if self.model.device.type == "cpu":
-            cpu_kernels.active()  # build (once per machine) or load the kernels now, not in the first round
+        self.model = load_model(model_dir, dtype=dtype, device=device)  # builds the CPU kernels if needed
         if self.tokenizer.vocab_size > self.model.args.vocab_size:
             raise ValueError(
                 f"{model_dir}: tokenizer has {self.tokenizer.vocab_size} tokens but the model's "

@@ -8,6 +8,9 @@ built without weights; it is pointed at the model's own parameters and KV-cache 
 
 On CUDA, torch.compile with CUDA graphs does the same job.
 
+Either way the step is traced with the model's `ops.traced()` (ops.py): one-token forms the compiler fuses
+into one pass over the weights. The eager prefill keeps the model's own ops.
+
 The step has static shapes, so it is built for one cache size; `Generator` builds it again when the
 cache grows. Built CPU steps are kept in $XDG_CACHE_HOME/mmx-agent/decode-steps (default ~/.cache/...),
 keyed by what they depend on (`_step_key`), so only the first run on a machine pays the build (and a
@@ -16,13 +19,14 @@ second same-shape model in one process, which gets a private build: see `_aot_cp
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 
@@ -30,6 +34,7 @@ import torch
 
 from agent.backends.local import cpu_kernels
 from agent.backends.local.model import M2Transformer
+from agent.backends.local.ops import Ops
 from agent.backends.local.progress import notice
 from agent.config import user_cache_dir
 
@@ -45,12 +50,27 @@ def compile_decode_step(model: M2Transformer) -> DecodeStep:
         raise RuntimeError("set up the model's caches before compiling the decode step")
     if model.device.type != "cpu":
         compiled = torch.compile(model, fullgraph=True, dynamic=False, mode="reduce-overhead")
-        return lambda token, input_pos: compiled(token, input_pos)
+        traced = model.ops.traced()
+
+        def step(token: torch.Tensor, input_pos: torch.Tensor) -> torch.Tensor:
+            with _computing_with(model, traced):  # what torch.compile traces (and guards on)
+                return compiled(token, input_pos)
+
+        return step
     return _aot_cpu_step(model)
 
 
+@contextlib.contextmanager
+def _computing_with(model: M2Transformer, ops: Ops) -> Iterator[None]:
+    eager, model.ops = model.ops, ops
+    try:
+        yield
+    finally:
+        model.ops = eager
+
+
 def _aot_cpu_step(model: M2Transformer) -> DecodeStep:
-    configs = _inductor_configs()
+    configs = _inductor_configs(model.ops)
     key = _step_key(model, configs)
     if key in _LOADED:
         # A second model of this shape in this process: loading the same package again gives a runner
@@ -103,7 +123,7 @@ def _build_package(model: M2Transformer, configs: dict, package: Path) -> None:
         "(once per machine, model shape and cache size; about a minute)"
     )
     started = time.monotonic()
-    with torch.inference_mode(), warnings.catch_warnings():
+    with torch.inference_mode(), warnings.catch_warnings(), _computing_with(model, model.ops.traced()):
         warnings.simplefilter("ignore")  # export's notes on inference-mode tensors; not actionable here
         program = torch.export.export(model, (token, input_pos))
         partial = package.with_name(f"{package.stem}.{os.getpid()}.partial.pt2")
@@ -127,10 +147,11 @@ def _prune(directory: Path, keep: int = KEEP_PACKAGES) -> None:
 
 def _step_key(model: M2Transformer, configs: dict) -> str:
     """What the built library depends on: the architecture, every tensor's name, dtype and shape (not the
-    weights, which are bound at load), our model code and kernels, torch, and the CPU the code was
-    generated for."""
+    weights, which are bound at load), the kind of ops, our model code and kernels, torch, and the CPU the
+    code was generated for."""
     here = Path(__file__).parent
-    sources = [here / name for name in ("model.py", "experts.py", "compiled.py")] + [cpu_kernels.SOURCE]
+    sources = [here / name for name in ("model.py", "ops.py", "experts.py", "compiled.py")]
+    sources.append(cpu_kernels.SOURCE)
     digest = hashlib.sha256()
     for source in sources:
         digest.update(source.read_bytes())
@@ -139,6 +160,7 @@ def _step_key(model: M2Transformer, configs: dict) -> str:
         args=asdict(model.args),
         tensors=sorted((name, str(t.dtype), tuple(t.shape)) for name, t in tensors.items()),
         dtype=str(model.dtype),
+        ops=model.ops.name,
         cache=(model.max_seq_len, model.max_batch),
         torch=torch.__version__,
         cpu=cpu_kernels.cpu_flags(),
@@ -148,8 +170,9 @@ def _step_key(model: M2Transformer, configs: dict) -> str:
     return digest.hexdigest()[:24]
 
 
-def _inductor_configs() -> dict:
+def _inductor_configs(ops: Ops) -> dict:
     configs = {"aot_inductor.package_constants_in_so": False}
-    if cpu_kernels.enabled() and cpu_kernels.available():
-        configs["aot_inductor.custom_ops_to_c_shims"] = cpu_kernels.c_shims()
+    shims = ops.c_shims()
+    if shims:
+        configs["aot_inductor.custom_ops_to_c_shims"] = shims
     return configs

@@ -8,8 +8,8 @@ path, the compiler, the flags and target, and the CPU's feature flags. So two vi
 checkouts never rebuild each other's kernels, and a home directory shared with an older CPU gets its
 own build rather than an illegal instruction. The build runs in a child process into a private
 directory and is moved into place when it is complete; a lock file makes concurrent first uses build
-once. Without a C++ compiler, or with MMX_AGENT_CPU_KERNELS=0, the model keeps its PyTorch paths; the
-reason is warned once.
+once. Without a C++ compiler, or with MMX_AGENT_CPU_KERNELS=0, models load with plain PyTorch ops
+(ops.py); the reason is warned once.
 
 The ops also have shape-only ("fake") implementations, so `torch.export` traces through them and the
 compiled decode step (compiled.py) calls the same kernels.
@@ -65,7 +65,7 @@ def _ninja_dir() -> str | None:
 
 
 def enabled() -> bool:
-    """MMX_AGENT_CPU_KERNELS=0 turns the kernels off (read per call, so a test can compare both paths)."""
+    """MMX_AGENT_CPU_KERNELS=0 turns the kernels off (read when a model is loaded: ops.select_ops)."""
     return os.environ.get("MMX_AGENT_CPU_KERNELS", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
@@ -208,14 +208,8 @@ def _register_fakes() -> None:
         return torch.empty_like(x)
 
 
-# Up to this many tokens the kernels beat torch's matmuls (they read each weight once for all tokens):
-# oneDNN's bf16 matmul costs ~40 us per call below M=64, and a 32-token prefill of the `small` preset took
-# 8.0 ms against 18.9 ms in bf16, 9.0 ms against 13.4 ms in fp32 (AMX dev box, 1 thread).
-FEW_TOKENS = 32
-
-
 def active() -> bool:
-    """Enabled and built: the model's CPU paths will call the kernels."""
+    """Enabled and built: models loaded on the CPU will call the kernels."""
     if not enabled():
         _warn_disabled()
         return False
@@ -226,16 +220,4 @@ def active() -> bool:
 def _warn_disabled() -> None:
     warnings.warn(
         "CPU decode kernels switched off (MMX_AGENT_CPU_KERNELS=0): using PyTorch ops", stacklevel=3
-    )
-
-
-def usable(tokens: int, x: torch.Tensor, w: torch.Tensor, *, limit: int = FEW_TOKENS) -> bool:
-    """Whether the kernels take this call: a few tokens on the CPU, fp32 or bf16 weights matching x, bf16
-    weights under fp32 x (loader's bf16_weights), or FP8 experts."""
-    return (
-        tokens <= limit
-        and x.device.type == "cpu"
-        and x.dtype in DTYPES
-        and (w.dtype in (x.dtype, torch.float8_e4m3fn) or (x.dtype, w.dtype) == DTYPES)  # FP8: moe_decode
-        and active()
     )

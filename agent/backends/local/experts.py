@@ -1,10 +1,10 @@
-"""The M2 mixture of experts: sigmoid router and the ways to run the chosen experts.
+"""The M2 mixture of experts: sigmoid router and the PyTorch ways to run the chosen experts (ops.py picks
+one by size; the CPU kernels and Triton kinds run most calls without them).
 
 Expert weights are stacked after loading: `w13` [E, 2*I, H] (rows 0..I-1 are w1 = gate, rows I.. are
 w3 = up) and `w2` [E, H, I], i.e. [E, out, in] like nn.Linear. No path loops over tokens in Python, and
 none but the CPU prefill one reads a device value on the host, so a decode step stays capturable as a
-GPU graph. (On the CPU, up to 32 tokens skip all of these: model.MoE calls our C++ kernel, which routes
-and runs the experts in one call; see cpu_kernels.py.)
+GPU graph.
 
 - `experts_looped` (CPU prefill): rows sorted as in `experts_grouped`, then a matmul pair per busy
   expert, each scattered into an fp32 accumulator as it finishes. It reads the row counts on the host,
@@ -32,8 +32,6 @@ import functools
 
 import torch
 import torch.nn.functional as F
-
-from agent.backends.local.triton_moe import fused_moe_op, triton_available  # GPU hook; Triton loads lazily
 
 
 def route(
@@ -142,25 +140,3 @@ def experts_indexed(
     h = (w13[idx] * x[:, None, None, :]).sum(-1)  # [N, k, 2I]
     y = (w2[idx] * (F.silu(h[..., :inter]) * h[..., inter:])[..., None, :]).sum(-1)  # [N, k, H]
     return (weights[..., None] * y.float()).sum(1).to(x.dtype)
-
-
-# Up to this many bytes of chosen-expert weights per call, copying them (cache-resident) costs less than
-# grouped_mm's per-expert overhead, which grows with the number of experts (E=32, bf16: ~2.5x slower).
-GATHER_LIMIT_BYTES = 1 << 20
-
-
-def run_experts(
-    x: torch.Tensor, weights: torch.Tensor, idx: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor
-) -> torch.Tensor:
-    """Pick the expert path for this shape, dtype and device (measurements in the module doc)."""
-    # GPU hook (issue 9): fused Triton expert kernels on CUDA when Triton is installed (triton_moe.py).
-    if x.is_cuda and triton_available():
-        return fused_moe_op(x, weights, idx, w13, w2)
-    if torch.compiler.is_compiling() and idx.numel() <= 64:
-        return experts_indexed(x, weights, idx, w13, w2)
-    gathered = idx.numel() * 3 * w2.shape[1] * w2.shape[2] * w13.element_size()
-    if gathered <= GATHER_LIMIT_BYTES or (x.device.type == "cuda" and x.dtype != torch.bfloat16):
-        return experts_gathered(x, weights, idx, w13, w2)
-    if x.device.type == "cpu" and x.shape[0] > 1 and not torch.compiler.is_compiling():
-        return experts_looped(x, weights, idx, w13, w2)  # prefill; decode keeps no host sync
-    return experts_grouped(x, weights, idx, w13, w2)

@@ -17,9 +17,9 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
-from agent.backends.local import cpu_kernels
 from agent.backends.local.config import ModelArgs
 from agent.backends.local.model import M2Transformer
+from agent.backends.local.ops import select_ops
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 _LAYER = re.compile(r"^model\.layers\.(\d+)\.")
@@ -183,20 +183,24 @@ def load_model(
     device: str | torch.device = "cpu",
     fp8_experts: bool | None = None,
     bf16_weights: bool | None = None,
+    ops: str | None = None,
 ) -> M2Transformer:
     """Build M2Transformer from a checkpoint directory. dtype defaults to the config's torch_dtype
     (bfloat16 for FP8 checkpoints); the router always stays fp32.
 
+    ops: how the model computes, one of ops.KINDS ("cpu-kernels", "triton", "torch"); None picks the
+    fastest for the device and dtype (ops.select_ops). Its storage plan gives the defaults below.
+
     fp8_experts: keep FP8 expert weights as stored, with their block scales, and compute with them
     directly (half the memory and half the bytes per token of bf16). None: when every expert weight is
-    FP8 in 128-column blocks, the device is the CPU and our CPU kernels are available (they run the
-    FP8 experts; without them every FP8 weight is dequantized here).
+    FP8 in 128-column blocks and the ops run FP8 experts fast (the CPU kernels; otherwise every FP8
+    weight is dequantized here).
 
     bf16_weights: in a float32 model, keep the large matrices (attention projections, experts, lm_head)
     that the checkpoint stores in bf16 in bf16. Widening bf16 to fp32 is exact, so the model computes
     exactly what it would with fp32 copies (our CPU kernels widen as they read; other paths widen one
     matrix at a time), while decode reads half the bytes per token and the weights take half the memory.
-    None: when the device is the CPU and our CPU kernels are available."""
+    None: when the ops read bf16 weights at full speed (the CPU kernels)."""
     model_dir = Path(model_dir)
     args = ModelArgs.from_dir(model_dir)
     if dtype is None:
@@ -210,6 +214,7 @@ def load_model(
     with ExitStack() as stack:
         shards = _Shards(model_dir, stack)
         fp8 = _check(shards, args, model_dir)
+        chosen = select_ops(device, dtype, ops)
 
         def read(name: str, to: torch.dtype = dtype) -> torch.Tensor:
             t = shards.get(name)
@@ -218,7 +223,7 @@ def load_model(
             return t.to(device=device, dtype=to)
 
         if bf16_weights is None:
-            bf16_weights = dtype == torch.float32 and device.type == "cpu" and cpu_kernels.active()
+            bf16_weights = chosen.storage.bf16_weights
         elif bf16_weights and (dtype != torch.float32 or device.type != "cpu"):
             raise ValueError("bf16_weights: only for a float32 model on the CPU")
 
@@ -230,7 +235,7 @@ def load_model(
         expert_names = [n for n in expected_shapes(args) if ".block_sparse_moe.experts." in n]
         fp8_blocks = {fp8.get(n, (0, 0))[1] for n in expert_names}
         if fp8_experts is None:
-            fp8_experts = fp8_blocks == {128} and device.type == "cpu" and cpu_kernels.active()
+            fp8_experts = fp8_blocks == {128} and chosen.storage.fp8_experts
         elif fp8_experts and fp8_blocks != {128}:
             raise ValueError(
                 "fp8_experts: the checkpoint's expert weights are not all FP8 in 128-column blocks"
@@ -243,7 +248,7 @@ def load_model(
             return q.to(device), rows.to(device)
 
         with torch.device("meta"):
-            model = M2Transformer(args, fp8_experts=fp8_experts)
+            model = M2Transformer(args, chosen, fp8_experts=fp8_experts)
         head = "model.embed_tokens.weight" if args.tie_word_embeddings else "lm_head.weight"
         sd: dict[str, torch.Tensor] = {
             "embed": read("model.embed_tokens.weight"),  # one row per token: nothing to gain

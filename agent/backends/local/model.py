@@ -6,9 +6,9 @@ reads nothing back to the host, so a decode step can be graph-captured.
 
 At batch-1 decode the cost on CPU is the number of ops and the rate at which weights stream in, not the
 arithmetic. So weights are plain Parameters (no nn.Linear/nn.Module per projection), q and k share one
-RoPE call, no-op dtype casts are skipped, and on the CPU a few tokens (decode, short prefill chunks) go
-through our C++ kernels (cpu_kernels.py): the projections, the whole MoE block, and one-token attention.
-`Generator(compile=True)` compiles the decode step around those kernels.
+RoPE call, and no-op dtype casts are skipped. The projections, attention over the cache and the MoE block
+run through the model's `ops` (ops.py), picked once at load: our C++ CPU kernels, Triton expert kernels
+on the GPU, or plain PyTorch.
 """
 
 from __future__ import annotations
@@ -17,26 +17,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from agent.backends.local import cpu_kernels
 from agent.backends.local.config import ModelArgs
-from agent.backends.local.experts import experts_looped, route, run_experts
+from agent.backends.local.ops import Ops
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     """Statistics in fp32, cast back, then the learned weight (MiniMax's and transformers' order).
     torch's rms_norm computes exactly that (bit for bit, fp32 and bf16) in one call."""
     return F.rms_norm(x, (x.shape[-1],), eps=eps) * weight
-
-
-def linear(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """F.linear, except for one token: on the CPU our mat-vec kernel (cpu_kernels.py); elsewhere, for 16-bit
-    weights in a compiled graph, a multiply-and-reduce that the compiler fuses into one pass over w
-    (oneDNN's bf16 mat-vec is several times slower than either)."""
-    if cpu_kernels.usable(x.shape[:-1].numel(), x, w):
-        return torch.ops.mmx.matvec(x, w)
-    if x.shape[:-1].numel() == 1 and w.dtype != torch.float32 and torch.compiler.is_compiling():
-        return (w * x.reshape(1, -1)).sum(-1).view(*x.shape[:-1], w.shape[0])
-    return F.linear(x, w if w.dtype == x.dtype else w.to(x.dtype))  # bf16 weights of an fp32 model: exact
 
 
 def rope_tables(args: ModelArgs, max_seq_len: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -62,17 +50,6 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, rotary_dim
     return torch.addcmul(x * cos, swapped, sin)
 
 
-def decode_attention(q, k, v, mask, scale):
-    """One query token in a compiled graph: plain math the compiler fuses (SDPA's CPU kernel costs tens of
-    microseconds of setup per call). q [1, H, 1, D], k/v [1, KV, S, D], mask [1, S]."""
-    kv_heads, group = k.shape[1], q.shape[1] // k.shape[1]
-    qg = q.view(kv_heads, group, 1, q.shape[-1]).float()
-    scores = (qg * k.view(kv_heads, 1, -1, k.shape[-1]).float()).sum(-1) * scale  # [KV, G, S]
-    probs = scores.masked_fill(~mask, float("-inf")).softmax(-1)
-    y = (probs[..., None] * v.view(kv_heads, 1, -1, v.shape[-1]).float()).sum(-2)  # [KV, G, D]
-    return y.to(q.dtype).view(1, q.shape[1], 1, q.shape[-1])
-
-
 class KVCache(nn.Module):
     def __init__(self, batch: int, kv_heads: int, max_seq_len: int, head_dim: int, dtype, device) -> None:
         super().__init__()
@@ -80,12 +57,10 @@ class KVCache(nn.Module):
         self.register_buffer("k", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
         self.register_buffer("v", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
 
-    def update(self, input_pos: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kv_len: int | None):
-        """k, v [B, kv_heads, T, head_dim] written at positions input_pos [T]; returns the first kv_len
-        positions of the cache (all of it when None)."""
+    def update(self, input_pos: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
+        """k, v [B, kv_heads, T, head_dim] written at positions input_pos [T]."""
         self.k.index_copy_(2, input_pos, k)
         self.v.index_copy_(2, input_pos, v)
-        return self.k[:, :, :kv_len], self.v[:, :, :kv_len]
 
 
 class Attention(nn.Module):
@@ -99,28 +74,20 @@ class Attention(nn.Module):
         self.k_norm = nn.Parameter(torch.ones(args.kv_dim))
         self.kv_cache: KVCache | None = None
 
-    def forward(self, x, rope, mask, input_pos, kv_len):
+    def forward(self, x, rope, mask, input_pos, kv_len, ops: Ops):
         a = self.args
         b, t, _ = x.shape
-        q, k, v = linear(x, self.wqkv).split([a.q_dim, a.kv_dim, a.kv_dim], dim=-1)
+        q, k, v = ops.linear(x, self.wqkv).split([a.q_dim, a.kv_dim, a.kv_dim], dim=-1)
         # QK-norm over the whole flattened q (and k), before the split into heads and before RoPE.
         q, k = rms_norm(q, self.q_norm, a.rms_norm_eps), rms_norm(k, self.k_norm, a.rms_norm_eps)
         qk = torch.cat((q, k), dim=-1).view(b, t, a.num_heads + a.num_kv_heads, a.head_dim)
         qk = apply_rope(qk, *rope, a.rotary_dim)
         q, k = qk.transpose(1, 2).split([a.num_heads, a.num_kv_heads], dim=1)
         v = v.view(b, t, a.num_kv_heads, a.head_dim).transpose(1, 2)
-        k, v = self.kv_cache.update(input_pos, k, v, kv_len)
-        # Query head i reads KV head i // (heads / kv_heads): SDPA's enable_gqa grouping.
-        if cpu_kernels.usable(b * t, q, k, limit=1):  # reads only the cache rows this token may see
-            cache = self.kv_cache
-            y = torch.ops.mmx.decode_attention(q, cache.k, cache.v, input_pos, a.head_dim**-0.5)
-        elif b * t == 1 and torch.compiler.is_compiling():
-            y = decode_attention(q, k, v, mask, a.head_dim**-0.5)
-        else:
-            y = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=mask, scale=a.head_dim**-0.5, enable_gqa=a.num_heads != a.num_kv_heads
-            )
-        return linear(y.transpose(1, 2).reshape(b, t, a.q_dim), self.wo)
+        cache = self.kv_cache
+        cache.update(input_pos, k, v)
+        y = ops.attention(q, cache.k, cache.v, input_pos, kv_len, mask, a.head_dim**-0.5)
+        return ops.linear(y.transpose(1, 2).reshape(b, t, a.q_dim), self.wo)
 
 
 class MoE(nn.Module):
@@ -143,17 +110,11 @@ class MoE(nn.Module):
             self.w13_scale = nn.Parameter(torch.empty(e, 2 * i, -(-h // 128)), requires_grad=False)
             self.w2_scale = nn.Parameter(torch.empty(e, h, -(-i // 128)), requires_grad=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        flat = x.view(-1, x.shape[-1])
+    def forward(self, x: torch.Tensor, ops: Ops) -> torch.Tensor:
         scales = None if self.w13_scale is None else (self.w13_scale, self.w2_scale)
-        if cpu_kernels.usable(flat.shape[0], flat, self.w13):  # routing and experts in one kernel call
-            args = (self.gate, self.correction_bias, self.w13, self.w2, self.top_k, *(scales or ()))
-            return torch.ops.mmx.moe_decode(flat, *args).view(x.shape)
-        weights, idx = route(flat, self.gate, self.correction_bias, self.top_k)
-        if scales or self.w13.dtype != flat.dtype:
-            # FP8 or exactly-bf16 experts past the kernels' few tokens: widened one busy expert at a time.
-            return experts_looped(flat, weights, idx, self.w13, self.w2, scales).view(x.shape)
-        return run_experts(flat, weights, idx, self.w13, self.w2).view(x.shape)
+        flat = x.view(-1, x.shape[-1])
+        y = ops.moe(flat, self.gate, self.correction_bias, self.w13, self.w2, self.top_k, scales)
+        return y.view(x.shape)
 
 
 class Block(nn.Module):
@@ -165,15 +126,16 @@ class Block(nn.Module):
         self.post_attn_norm = nn.Parameter(torch.ones(args.hidden_size))
         self.moe = MoE(args, fp8_experts)
 
-    def forward(self, x, rope, mask, input_pos, kv_len):
-        x = x + self.attn(rms_norm(x, self.input_norm, self.eps), rope, mask, input_pos, kv_len)
-        return x + self.moe(rms_norm(x, self.post_attn_norm, self.eps))
+    def forward(self, x, rope, mask, input_pos, kv_len, ops: Ops):
+        x = x + self.attn(rms_norm(x, self.input_norm, self.eps), rope, mask, input_pos, kv_len, ops)
+        return x + self.moe(rms_norm(x, self.post_attn_norm, self.eps), ops)
 
 
 class M2Transformer(nn.Module):
-    def __init__(self, args: ModelArgs, *, fp8_experts: bool = False) -> None:
+    def __init__(self, args: ModelArgs, ops: Ops, *, fp8_experts: bool = False) -> None:
         super().__init__()
         self.args = args
+        self.ops = ops  # how the layers compute (ops.py); a compiled step traces with ops.traced()
         self.embed = nn.Parameter(torch.empty(args.vocab_size, args.hidden_size))
         self.layers = nn.ModuleList(Block(args, fp8_experts) for _ in range(args.num_layers))
         self.norm = nn.Parameter(torch.ones(args.hidden_size))
@@ -226,8 +188,8 @@ class M2Transformer(nn.Module):
         rope = (self.rope_cos[input_pos][:, None], self.rope_sin[input_pos][:, None])
         mask = self.cache_pos[None, :kv_len] <= input_pos[:, None]  # causal over the static cache
         for layer in self.layers:
-            x = layer(x, rope, mask, input_pos, kv_len)
+            x = layer(x, rope, mask, input_pos, kv_len, self.ops)
         if last_only:
             x = x[:, -1:]
-        logits = linear(rms_norm(x, self.norm, self.args.rms_norm_eps), self.lm_head)
+        logits = self.ops.linear(rms_norm(x, self.norm, self.args.rms_norm_eps), self.lm_head)
         return logits if logits.dtype == torch.float32 else logits.float()

@@ -1,6 +1,6 @@
 """Fused routed-expert layer on the GPU with Triton, in bf16/fp16/fp32 or FP8 with 128x128 block scales.
 
-`fused_moe` takes what `experts.run_experts` takes (activations, renormalised fp32 routing weights, expert
+`fused_moe` takes what the torch expert paths take (activations, renormalised fp32 routing weights, expert
 ids, the stacked `w13` [E, 2I, H] and `w2` [E, H, I]) plus optional FP8 block scales, and picks a path:
 
 - decode (at most DECODE_MAX_PAIRS token-expert pairs): two mat-vec kernels over the chosen experts only,
@@ -11,7 +11,7 @@ ids, the stacked `w13` [E, 2I, H] and `w2` [E, H, I]) plus optional FP8 block sc
   weights applied, then the top-k sum. With FP8 weights it can also quantise the activations per token
   in 128-column groups and run FP8 x FP8 tensor-core dots (`fp8_activations`).
 
-`fused_moe_op` is the same call as one opaque torch op: `experts.run_experts` uses it on CUDA, so
+`fused_moe_op` is the same call as one opaque torch op: `ops.TritonOps` uses it, so
 torch.compile(fullgraph=True) keeps it whole and a CUDA graph captures it.
 
 Neither path reads a device value on the host or allocates by a data-dependent size, so a decode step
