@@ -122,7 +122,7 @@ class Generator:
 
         # Reuse the cached prefix (never the whole prompt: the last token must run to give logits), unless
         # another Generator has written this model's cache since.
-        if getattr(model, "cache_owner", None) is not self:
+        if model.cache_owner is not self:
             self._cached = []
         model.cache_owner = self
         reuse = 0
