@@ -14,6 +14,7 @@ import random
 import re
 import time
 
+from agent.backends.events import ToolCallEvent
 from agent.backends.m2.parse import CompletionParser
 
 TOOLS = [
@@ -135,8 +136,8 @@ def stream_parse(chunks: list[str]) -> int:
     parser = CompletionParser(TOOLS)
     calls = 0
     for chunk in chunks:
-        calls += sum(1 for e in parser.feed(chunk) if e.type == "tool_call")
-    return calls + sum(1 for e in parser.finish() if e.type == "tool_call")
+        calls += sum(1 for e in parser.feed(chunk) if isinstance(e, ToolCallEvent))
+    return calls + sum(1 for e in parser.finish() if isinstance(e, ToolCallEvent))
 
 
 INVOKE = re.compile(r'<invoke name="([^"]*)">(.*?)</invoke>', re.S)
