@@ -23,6 +23,7 @@ from agent.planner.limits import Limits
 from agent.planner.prompt import build_system_prompt
 from agent.planner.todo import TodoTool
 from agent.secrets import Redactor
+from agent.subagent_runs import Subagents
 from agent.tools.base import ToolContext
 from agent.tools.registry import all_tools
 from agent.tools.shell_jobs import kill_all_jobs
@@ -198,10 +199,11 @@ def start_session(
     emit_all = RedactedEvents(redactor, write_and_emit)
 
     window = settings.context_window or backend.context_window
+    subagents = Subagents()
     loop = AgentLoop(
         backend,
         ctx,
-        tools=[*all_tools(), TodoTool()],
+        tools=[*all_tools(), TodoTool(), subagents.task_tool()],
         system_prompt=build_system_prompt(
             workspace, datetime.date.today().isoformat(), user_config_dir(), shown_root=sandbox.root
         ),
@@ -220,6 +222,7 @@ def start_session(
         ),
         test_commands=settings.test_commands,
     )
+    subagents.owner = loop
     session = AgentSession(session_id, loop, backend, sandbox, writer, redactor, owns_backend)
     loop.before_result.append(session.sync_back)
     emit_all(SessionStart(session_id, str(workspace), backend.name, backend.model, mode, sandbox.confinement))
