@@ -18,6 +18,7 @@ from agent.backends.messages import Message
 
 __all__ = [
     "AssistantMessage",
+    "ChildEvent",
     "Compaction",
     "FinalResult",
     "FormatError",
@@ -125,6 +126,17 @@ class FinalResult:
     type: str = field(default="final_result", init=False)
 
 
+@dataclass
+class ChildEvent:
+    """An event of a subagent's run, in its parent's stream. In JSON it is the child's event with
+    `parent_id` added: the id of the parent's task call that started the child. A child's
+    session_start and final_result are never forwarded: the task call's tool_result carries its outcome."""
+
+    parent_id: str
+    event: Any
+    type: str = field(default="child_event", init=False)
+
+
 RunEvent = (
     SessionStart
     | UserMessage
@@ -140,6 +152,7 @@ RunEvent = (
     | RoundRetry
     | FormatError
     | FinalResult
+    | ChildEvent
 )
 
 _BY_TYPE: dict[str, type] = {
@@ -164,6 +177,8 @@ _BY_TYPE: dict[str, type] = {
 
 
 def event_to_json(event: Any) -> dict[str, Any]:
+    if isinstance(event, ChildEvent):
+        return {**event_to_json(event.event), "parent_id": event.parent_id}
     return asdict(event)
 
 
@@ -180,6 +195,9 @@ def json_text(data: Any, **options: Any) -> str:
 
 
 def event_from_json(data: dict[str, Any]) -> Any:
+    if "parent_id" in data:
+        inner = {k: v for k, v in data.items() if k != "parent_id"}
+        return ChildEvent(data["parent_id"], event_from_json(inner))
     cls = _BY_TYPE.get(data.get("type", ""))
     if cls is None:
         raise ValueError(f"unknown event type {data.get('type')!r}")
@@ -187,9 +205,12 @@ def event_from_json(data: dict[str, Any]) -> Any:
 
 
 def messages_from_events(events: list[Any]) -> list[Message]:
-    """Rebuild the conversation (without the system prompt) from a session's events."""
+    """Rebuild the conversation (without the system prompt) from a session's events; subagents'
+    events (ChildEvent) are not part of it."""
     messages: list[Message] = []
     for event in events:
+        if isinstance(event, ChildEvent):
+            continue
         if isinstance(event, Compaction):
             messages = [Message.from_openai(m) for m in event.messages]
         elif isinstance(event, UserMessage):

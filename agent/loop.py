@@ -44,7 +44,7 @@ from agent.planner.compaction import Compactor, ContextBudget, ContextExhausted
 from agent.planner.final_answer import AnswerGate, AnswerRejected
 from agent.planner.limits import Limits, LoopDetector
 from agent.planner.todo import render_todos
-from agent.tools.base import Tool, ToolContext, ToolResult, openai_tool
+from agent.tools.base import Tool, ToolContext, ToolResult, current_call_id, openai_tool
 from agent.tools.registry import run_tool
 from agent.workspace_diff import diff_since, snapshot
 
@@ -127,11 +127,13 @@ class AgentLoop:
         # result's: a copied workspace's diff is made on the host, not by programs in the container.
         self.before_result: list[Callable[[], str | None]] = []
         self._turn_calls = 0
+        self.reports_diff = True  # a subagent's changes show in its parent's diff, not its own
+        self.run_started = time.monotonic()  # of the current run: subagents check its budget
 
     # ------------------------------------------------------------------ one run
     def run(self, text: str) -> FinalResult:
-        started = time.monotonic()
-        start_tree = snapshot(self.ctx)
+        started = self.run_started = time.monotonic()
+        start_tree = snapshot(self.ctx) if self.reports_diff else None
         self.messages.append(Message.user(text))
         self.emit(UserMessage(text))
         if self.answer_gate is not None:
@@ -238,9 +240,13 @@ class AgentLoop:
         return self.answer_gate.review(answer, lambda: bool(diff_since(self.ctx, start_tree).strip()))
 
     def _check_limits(self, turns: int, started: float) -> None:
+        if turns >= self.limits.max_turns:
+            raise RunStopped("limit_reached", f"reached the limit of {self.limits.max_turns} turns")
+        self.check_budget(started)
+
+    def check_budget(self, started: float) -> None:
+        """RunStopped when the run that began at `started` has spent its time, tokens or cost."""
         limits = self.limits
-        if turns >= limits.max_turns:
-            raise RunStopped("limit_reached", f"reached the limit of {limits.max_turns} turns")
         if limits.max_wall_seconds is not None and time.monotonic() - started > limits.max_wall_seconds:
             raise RunStopped("limit_reached", f"reached the wall-time limit of {limits.max_wall_seconds:g} s")
         spent = self.usage["input_tokens"] + self.usage["output_tokens"]
@@ -380,10 +386,14 @@ class AgentLoop:
 
     def _parallel_safe(self, slot: _Slot) -> bool:
         tool = self.tools.get(slot.call.name)
-        return tool is not None and tool.parallel_safe
+        return tool is not None and tool.runs_in_parallel(slot.call.arguments)
 
     def _run_one(self, call: ToolCall) -> ToolResult:
-        result = run_tool(call.name, call.arguments, self.ctx, tools=list(self.tools.values()))
+        token = current_call_id.set(call.id or "")
+        try:
+            result = run_tool(call.name, call.arguments, self.ctx, tools=list(self.tools.values()))
+        finally:
+            current_call_id.reset(token)
         for event in result.events:
             self.emit(event)
         return result

@@ -101,9 +101,11 @@ class Redactor:
         return "".join(out)
 
     def redact_data(self, value: Any) -> Any:
-        """`redact` applied to every string inside nested dicts (keys too) and lists."""
+        """`redact` applied to every string inside nested dicts (keys too), lists and events."""
         if isinstance(value, str):
             return self.redact(value)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return self.redact_event(value)  # a subagent's event inside its parent's
         if isinstance(value, dict):
             return {self.redact_data(k): self.redact_data(v) for k, v in value.items()}
         if isinstance(value, list | tuple):

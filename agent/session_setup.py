@@ -27,6 +27,7 @@ from agent.planner.structured_output import schema_instructions
 from agent.planner.todo import TodoTool
 from agent.planner.verification import detect_test_command
 from agent.secrets import Redactor
+from agent.subagent_runs import Subagents
 from agent.tools.base import ToolContext
 from agent.tools.registry import all_tools
 from agent.tools.shell import COMMAND_ENV
@@ -223,10 +224,11 @@ def start_session(
     if mode == "plan":
         system_prompt += "\n" + PLAN_MODE_PROMPT
     window = settings.context_window or backend.context_window
+    subagents = Subagents()
     loop = AgentLoop(
         backend,
         ctx,
-        tools=[*all_tools(), TodoTool()],
+        tools=[*all_tools(), TodoTool(), subagents.task_tool()],
         system_prompt=system_prompt,
         policy=policy,
         limits=Limits(settings.max_turns, settings.max_tokens, settings.max_cost, settings.max_wall_seconds),
@@ -244,6 +246,7 @@ def start_session(
         test_commands=settings.test_commands,
         answer_gate=gate,
     )
+    subagents.owner = loop
     session = AgentSession(session_id, loop, backend, sandbox, writer, redactor, owns_backend)
     loop.before_result.append(session.sync_back)
     emit_all(SessionStart(session_id, str(workspace), backend.name, backend.model, mode, sandbox.confinement))

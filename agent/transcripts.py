@@ -100,6 +100,8 @@ def list_sessions(directory: Path | None = None) -> list[SessionInfo]:
                     data = json.loads(line)
                 except json.JSONDecodeError:
                     continue
+                if "parent_id" in data:
+                    continue  # a subagent's event says nothing of the session's own run
                 kind = data.get("type")
                 if kind == "session_start" and not cwd:
                     cwd, started = data.get("cwd", ""), data.get("started_at", started)

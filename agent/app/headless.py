@@ -19,6 +19,7 @@ from agent.backends.base import BackendError
 from agent.config import Settings
 from agent.errors import describe, report_unexpected
 from agent.events import (
+    ChildEvent,
     Compaction,
     FinalResult,
     FormatError,
@@ -51,6 +52,9 @@ class ProgressPrinter:
 
     @staticmethod
     def line(event: Any) -> str | None:
+        if isinstance(event, ChildEvent):  # a subagent's step, under the task call that started it
+            inner = ProgressPrinter.line(event.event)
+            return None if inner is None else f"  [{event.parent_id}] {inner}"
         if isinstance(event, ToolCallStarted):
             return f"> {event.name} {summarise_arguments(event.arguments)}"
         if isinstance(event, ToolResultEvent):

@@ -61,6 +61,7 @@ class InteractiveApp:
     def ask(self, tool: str, args: dict[str, Any]) -> bool:
         shown = self.session.redactor.redact(str(args.get("command") or args.get("path") or args))
         self.renderer._end_stream()
+        self.renderer.subagents.pause()
         answer = self.prompt.prompt(f"Allow {tool} {shown[:200]}? [y]es / [n]o / [a]lways for {tool}: ")
         answer = answer.strip().lower()
         if answer.startswith("a"):

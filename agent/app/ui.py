@@ -1,17 +1,20 @@
 """The terminal rendering of a run's events (rich): reasoning dimmed and collapsible, tool calls with
-their arguments, diffs highlighted, the todo list."""
+their arguments, diffs highlighted, the todo list, subagents collapsed to a line each."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, Group
+from rich.live import Live
 from rich.syntax import Syntax
 from rich.text import Text
 
 from agent.events import (
     AssistantMessage,
+    ChildEvent,
     Compaction,
     FinalResult,
     FormatError,
@@ -29,6 +32,79 @@ COLLAPSED_REASONING_LINES = 6
 RESULT_PREVIEW_LINES = 12
 
 
+@dataclass
+class _Child:
+    label: str  # "explore: find the config loader"
+    depth: int
+    calls: int = 0
+    doing: str = ""  # its latest tool call
+
+    def line(self, ending: str | None = None) -> Text:
+        head = (
+            "  " * self.depth + f"  ↳ {self.label} · {self.calls} tool call{'' if self.calls == 1 else 's'}"
+        )
+        if ending is None:
+            return Text(head + (f" · {self.doing}" if self.doing else ""), style="dim")
+        return Text(f"{head} · {ending}", style="dim" if ending == "done" else "red")
+
+
+class SubagentLines:
+    """Running subagents, one line each (what it is for, its tool calls so far, its latest), redrawn
+    in place; a subagent that ends leaves one summary line. None of its deltas are shown."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.running: dict[str, _Child] = {}  # by the task call's id
+        self.live: Live | None = None
+
+    def started(self, call_id: str, arguments: dict[str, Any], depth: int = 0) -> None:
+        label = f"{arguments.get('kind', 'task')}: {str(arguments.get('description', ''))[:80]}"
+        self.running[call_id] = _Child(label, depth)
+        self._redraw()
+
+    def child_event(self, event: ChildEvent) -> None:
+        child = self.running.get(event.parent_id)
+        inner = event.event
+        if child is None:
+            return
+        if isinstance(inner, ToolCallStarted):
+            child.calls += 1
+            child.doing = f"{inner.name} {_shown_argument(inner.arguments)[:60]}"
+            if inner.name == "task":
+                self.started(inner.id, inner.arguments, child.depth + 1)
+        elif isinstance(inner, ToolResultEvent) and inner.name == "task":
+            self.ended(inner.id, inner.ok, inner.data)
+        self._redraw()
+
+    def ended(self, call_id: str, ok: bool, data: dict[str, Any]) -> None:
+        child = self.running.pop(call_id, None)
+        if child is None:
+            return
+        self._redraw()
+        failed = f"failed ({data['status']})" if "status" in data else "stopped"
+        self.console.print(child.line("done" if ok else failed))
+
+    def pause(self) -> None:
+        """Stops redrawing (before a question at the prompt); the next event draws again."""
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
+
+    def _redraw(self) -> None:
+        if not self.running:
+            self.pause()
+            return
+        lines = Group(*(child.line() for child in self.running.values()))
+        if self.live is None:
+            self.live = Live(lines, console=self.console, auto_refresh=False, transient=True)
+            self.live.start()
+        self.live.update(lines, refresh=True)
+
+
+def _shown_argument(args: dict[str, Any]) -> str:
+    return str(args.get("command") or args.get("path") or json.dumps(args, ensure_ascii=False))
+
+
 class ConsoleRenderer:
     def __init__(self, console: Console, reasoning_display: str = "collapsed") -> None:
         self.console = console
@@ -38,6 +114,7 @@ class ConsoleRenderer:
         self._reasoning_lines = 0
         self._collapsed_note = False
         self._streaming = None  # "reasoning" or "text" while a delta stream is open
+        self.subagents = SubagentLines(console)
 
     def __call__(self, event: Any) -> None:
         handler = getattr(self, "_on_" + event.type, None)
@@ -98,8 +175,13 @@ class ConsoleRenderer:
             for edit in args.get("edits") or [args]:
                 self._show_edit(edit)
             return
-        shown = args.get("command") or args.get("path") or json.dumps(args, ensure_ascii=False)
-        self.console.print(Text(f"● {event.name} ", style="bold cyan") + Text(str(shown)[:300]))
+        if event.name == "task":
+            self.console.print(
+                Text(f"● task {args.get('kind', '')}: {args.get('description', '')}", style="bold cyan")
+            )
+            self.subagents.started(event.id, args)
+            return
+        self.console.print(Text(f"● {event.name} ", style="bold cyan") + Text(_shown_argument(args)[:300]))
 
     def _show_edit(self, edit: dict[str, Any]) -> None:
         old, new = str(edit.get("old", "")), str(edit.get("new", ""))
@@ -109,6 +191,8 @@ class ConsoleRenderer:
         )
 
     def _on_tool_result(self, event: ToolResultEvent) -> None:
+        if event.name == "task":
+            self.subagents.ended(event.id, event.ok, event.data)
         lines = event.output.splitlines()
         preview = "\n".join(lines[:RESULT_PREVIEW_LINES])
         more = len(lines) - RESULT_PREVIEW_LINES
@@ -118,6 +202,9 @@ class ConsoleRenderer:
             self.console.print(Text(preview, style="dim" if event.ok else "red"))
         if more > 0:
             self.console.print(Text(f"  ... {more} more lines", style="dim"))
+
+    def _on_child_event(self, event: ChildEvent) -> None:
+        self.subagents.child_event(event)
 
     def _on_todo_update(self, event: TodoUpdate) -> None:
         self.show_todos(event.items)

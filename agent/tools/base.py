@@ -7,6 +7,7 @@ the model reads and whose `data` carries tool-specific structured fields.
 from __future__ import annotations
 
 import os
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
@@ -16,6 +17,11 @@ from sandbox.base import Sandbox
 
 if TYPE_CHECKING:
     from agent.tools.shell_jobs import Job
+
+
+# The id of the model's tool call being run, set by the loop around each call: a tool whose work
+# makes run events of its own (the task tool's subagents) names the call they belong to.
+current_call_id: ContextVar[str] = ContextVar("current_call_id", default="")
 
 
 class Permission(StrEnum):
@@ -84,6 +90,11 @@ class Tool(Protocol):
         """The shell command line the call would run; None for tools that run none."""
         ...
 
+    def runs_in_parallel(self, args: dict[str, Any]) -> bool:
+        """Whether this call may run beside the round's other such calls (`parallel_safe`, unless
+        the arguments decide)."""
+        ...
+
     def run(self, args: dict[str, Any], ctx: ToolContext) -> ToolResult: ...
 
 
@@ -101,6 +112,9 @@ class ToolBase:
 
     def command(self, args: dict[str, Any]) -> str | None:
         return None
+
+    def runs_in_parallel(self, args: dict[str, Any]) -> bool:
+        return self.parallel_safe
 
 
 def openai_tool(tool: Tool) -> dict[str, Any]:

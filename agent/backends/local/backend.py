@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections.abc
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -102,6 +103,7 @@ class LocalBackend:
         self.max_new_tokens = max_new_tokens
         self.progress = progress  # one line every few seconds while a round generates
         self.rounds = 0
+        self._one_at_a_time = threading.Lock()  # one generator and one cache: subagents take turns
 
     def credentials(self) -> dict[str, str]:
         return {}  # a model on this machine holds no keys
@@ -120,6 +122,12 @@ class LocalBackend:
         then StreamEnd (stop | tool_calls | length). None fields of `params` keep the checkpoint's
         sampling defaults and the per-round token cap. A prompt longer than the context window raises
         generate.ContextLengthError before anything is generated."""
+        with self._one_at_a_time:
+            yield from self._generate(messages, tools, params)
+
+    def _generate(
+        self, messages: list[Message], tools: list[dict[str, Any]], params: GenerationParams | None
+    ) -> collections.abc.Generator[BackendEvent, None, None]:
         from agent.backends.m2.parse import CompletionParser
         from agent.backends.m2.render import render_prompt
 
