@@ -76,6 +76,8 @@ class Settings(BaseModel):
     require_verified: bool = False  # a failed or missing verification ends the run `unverified` (exit 6)
     reasoning_display: Literal["full", "collapsed", "hidden"] = "collapsed"
     prices: dict[str, dict[str, float]] = {}
+    # Private or local hosts and addresses web_fetch may reach; not taken from the project's file.
+    web_fetch_allow_hosts: list[str] = []
 
     @field_validator("docker_memory", "docker_disk")
     @classmethod
@@ -191,6 +193,11 @@ def load_settings(
                     f"{project_file}: {key} = {unconfined!r} is not taken from a project file, which the "
                     f"agent itself can write; set it in {user_file}, MMX_AGENT_{key.upper()} or a flag"
                 )
+        if "web_fetch_allow_hosts" in project:
+            raise ConfigError(
+                f"{project_file}: web_fetch_allow_hosts is not taken from a project file, which the agent "
+                f"itself can write; set it in {user_file} or MMX_AGENT_WEB_FETCH_ALLOW_HOSTS"
+            )
         layers.append((str(project_file), project))
     layers.append(("environment", _from_environment(dict(os.environ if environ is None else environ))))
     layers.append(("flags", {k: v for k, v in (flags or {}).items() if v is not None and v != []}))

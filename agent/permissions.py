@@ -39,7 +39,7 @@ PLAN_ONLY = (
 )
 MODES = ("ask", "auto-edit", "full-auto", "plan")  # plan: read-only tools, the run ends with a plan
 _RULE = re.compile(r"^\s*([A-Za-z0-9_*?\[\]-]+)\s*(?:\((.*)\))?\s*$", re.S)
-_MAIN_ARGUMENT = {"bash": "command", "bash_output": "id", "bash_kill": "id"}
+_MAIN_ARGUMENT = {"bash": "command", "bash_output": "id", "bash_kill": "id", "web_fetch": "url"}
 SHELL_TOOL = "bash"
 # Built-ins that only change the shell's directory, do nothing or test something: no rule needed.
 _HARMLESS_BUILTINS = {"cd", "pushd", "popd", "true", "false", ":", "test", "["}

@@ -28,7 +28,7 @@ from agent.planner.todo import TodoTool
 from agent.planner.verification import detect_test_command
 from agent.secrets import Redactor
 from agent.subagent_runs import Subagents
-from agent.tools.base import ToolContext
+from agent.tools.base import Permission, Tool, ToolContext
 from agent.tools.registry import all_tools
 from agent.tools.shell import COMMAND_ENV
 from agent.tools.shell_jobs import kill_all_jobs
@@ -167,6 +167,13 @@ class AgentSession:
             self.backend.close()
 
 
+def session_tools(settings: Settings) -> list[Tool]:
+    """All tools, less web_fetch where the run has no network: the agent fetches outside the
+    sandbox, so it would reach what the run's commands cannot."""
+    offline = settings.network == "none" or (settings.network is None and settings.sandbox == "docker")
+    return [tool for tool in all_tools() if not (offline and tool.permission == Permission.NETWORK)]
+
+
 def start_session(
     settings: Settings,
     workspace: Path,
@@ -203,7 +210,12 @@ def start_session(
         shell_isolated=settings.sandbox == "docker",
         redact=redactor.redact,
     )
-    ctx = ToolContext(sandbox, todos=todos, session_redactor=redactor)
+    ctx = ToolContext(
+        sandbox,
+        todos=todos,
+        session_redactor=redactor,
+        web_fetch_allow_hosts=tuple(settings.web_fetch_allow_hosts),
+    )
 
     def write_and_emit(event: Any) -> None:
         writer.write(event)
@@ -228,7 +240,7 @@ def start_session(
     loop = AgentLoop(
         backend,
         ctx,
-        tools=[*all_tools(), TodoTool(), subagents.task_tool()],
+        tools=[*session_tools(settings), TodoTool(), subagents.task_tool()],
         system_prompt=system_prompt,
         policy=policy,
         limits=Limits(settings.max_turns, settings.max_tokens, settings.max_cost, settings.max_wall_seconds),

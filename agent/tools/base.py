@@ -29,6 +29,7 @@ class Permission(StrEnum):
     EDIT = "edit"
     EXECUTE = "execute"
     DESTRUCTIVE = "destructive"
+    NETWORK = "network"  # reaches the internet from the agent itself: asks in every mode but full-auto
 
 
 @dataclass
@@ -64,6 +65,8 @@ class ToolContext:
     rg_available: bool | None = None  # whether the sandbox has ripgrep (None: not asked yet)
     # A session's redactor (it knows the backend's key); without one, the environment's at each call.
     session_redactor: Redactor | None = None
+    # Hosts or addresses web_fetch may reach though they are private or local (the user's config).
+    web_fetch_allow_hosts: tuple[str, ...] = ()
 
     @property
     def redactor(self) -> Redactor:

@@ -17,7 +17,7 @@ from typing import Any
 import jsonschema
 
 from agent.json_limits import MAX_NESTING, UnusableJson, loads_limited, value_problem, without_lone_surrogates
-from agent.tools import checkpoints, files, git_tools, outline, shell
+from agent.tools import checkpoints, files, git_tools, outline, shell, web_fetch
 from agent.tools.base import Permission, Tool, ToolContext, ToolResult, openai_tool
 from agent.tools.repo_map import ranked_map
 from agent.tools.search import tools as search
@@ -37,6 +37,7 @@ def all_tools() -> list[Tool]:
         *outline.TOOLS,
         *ranked_map.TOOLS,
         *git_tools.TOOLS,
+        *web_fetch.TOOLS,
     ]
 
 
