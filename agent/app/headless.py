@@ -17,6 +17,7 @@ from typing import Any, TextIO
 
 from agent.backends.base import BackendError
 from agent.config import Settings
+from agent.custom_commands import find_invocation
 from agent.errors import describe, report_unexpected
 from agent.events import (
     ChildEvent,
@@ -145,6 +146,11 @@ def run_headless(
 ) -> int:
     started = time.monotonic()
     stdout = sys.stdout
+    invocation = find_invocation(task, workspace)
+    if invocation is not None:  # `/NAME args`: the command's prompt, with its allowed tools
+        command, arguments = invocation
+        task = command.prompt(arguments)
+        settings = settings.model_copy(update={"allow": [*settings.allow, *command.allowed_tools]})
     key_env = settings.api_key_env
     hide = Redactor.for_environment(extra={key_env: os.environ.get(key_env, "")} if key_env else {}).redact
     if output_format == "stream-json":

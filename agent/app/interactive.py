@@ -19,8 +19,9 @@ from rich.text import Text
 from agent.app.ui import ConsoleRenderer
 from agent.backends.base import BackendError
 from agent.config import Settings
+from agent.custom_commands import CustomCommand, find_invocation, load_commands
 from agent.exit_codes import ExitCode
-from agent.permissions import Rule
+from agent.permissions import PermissionRuleError, Rule
 from agent.session_setup import AgentSession, start_session
 from agent.tools.checkpoints import CheckpointError, undo
 from agent.transcripts import list_sessions, state_dir
@@ -45,6 +46,7 @@ class InteractiveApp:
         self.console = Console(highlight=False)
         self.renderer = ConsoleRenderer(self.console, settings.reasoning_display)
         self.settings = settings
+        self.workspace = workspace
         self.session: AgentSession = start_session(
             settings, workspace, interactive=True, emit=self.renderer, ask=self.ask, resume_id=resume_id
         )
@@ -99,11 +101,30 @@ class InteractiveApp:
                 if self.command(text) == "exit":
                     return 0
                 continue
-            result = self.session.run(text)
-            if result.status == "cancelled":
-                self.console.print(Text("[cancelled; the session goes on]", style="yellow"))
-            elif result.status == "done" and self.session.loop.policy.mode == "plan":
-                self.review_plan()
+            self.send(text)
+
+    def send(self, text: str) -> None:
+        result = self.session.run(text)
+        if result.status == "cancelled":
+            self.console.print(Text("[cancelled; the session goes on]", style="yellow"))
+        elif result.status == "done" and self.session.loop.policy.mode == "plan":
+            self.review_plan()
+
+    def run_custom(self, command: CustomCommand, arguments: str) -> None:
+        """Sends the command's prompt; its allowed tools run without asking until the run ends."""
+        try:
+            extra = [Rule.parse(rule) for rule in command.allowed_tools]
+        except PermissionRuleError as exc:
+            self.console.print(Text(f"/{command.name} ({command.path}): {exc}", style="red"))
+            return
+        allow = self.session.loop.policy.allow
+        before = list(allow)
+        allow.extend(extra)
+        try:
+            self.send(command.prompt(arguments))
+        finally:
+            # Rules the user added with [a]lways during the run stay; the command's own go.
+            allow[:] = before + [rule for rule in allow[len(before) + len(extra) :]]
 
     def review_plan(self) -> None:
         """Plan mode: the user approves the plan (the session carries on in the normal mode and
@@ -134,6 +155,7 @@ class InteractiveApp:
             return "exit"
         if name == "/help":
             self.console.print(HELP)
+            self.print_custom_commands()
         elif name == "/undo":
             try:
                 done = undo(loop.ctx, int(rest or 1))
@@ -163,9 +185,20 @@ class InteractiveApp:
                 self.console.print(f"{info.session_id}  {info.status:<18} {info.first_message[:60]!r}")
         elif name == "/expand":
             self.console.print(Text(self.renderer.last_reasoning or "(no reasoning yet)", style="dim italic"))
+        elif (invocation := find_invocation(line, self.workspace)) is not None:
+            self.run_custom(*invocation)
         else:
             self.console.print(Text(f"unknown command {name}; /help lists them", style="yellow"))
         return None
+
+    def print_custom_commands(self) -> None:
+        commands = load_commands(self.workspace)
+        if not commands:
+            return
+        self.console.print("\nCustom commands (.mmx-agent/commands/, ~/.config/mmx-agent/commands/):")
+        for command in commands.values():
+            about = command.description or (command.body.splitlines()[0][:60] if command.body else "")
+            self.console.print(Text(f"/{command.name:<17} {about} ({command.scope})"))
 
 
 def run_interactive(settings: Settings, workspace: Path, resume_id: str | None) -> int:

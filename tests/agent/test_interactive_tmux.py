@@ -160,3 +160,42 @@ def test_a_plan_is_approved_after_feedback_and_then_carried_out(tmp_path, isolat
         pane.send("/exit", "Enter")
     finally:
         pane.close()
+
+
+def test_a_custom_command_runs_with_its_allowed_tools_and_help_lists_it(tmp_path, isolated_home):
+    repo = make_buggy_repo(tmp_path)
+    commands = repo / ".mmx-agent" / "commands"
+    commands.mkdir(parents=True)
+    (commands / "mark").write_text("not a command: no .md")
+    (commands / "mark.md").write_text(
+        "---\ndescription: Leave a mark file\nallowed-tools: bash(touch *)\n---\nTouch mark-$ARGUMENTS.txt\n"
+    )
+    replay = write_replay(
+        tmp_path / "replay.jsonl",
+        [
+            raw_completion("touch", "", [("bash", {"command": "touch mark-one.txt"})]),
+            raw_completion("done", "MARKED-ONE"),
+            raw_completion("again", "", [("bash", {"command": "touch mark-two.txt"})]),
+            raw_completion("done", "SECOND-DONE"),
+        ],
+    )
+    env = {k: os.environ[k] for k in ("PATH", "HOME", "XDG_STATE_HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME")}
+    env["TERM"] = "xterm-256color"
+    argv = [sys.executable, "-m", "agent", "--backend", "replay", "--replay", str(replay)]
+    pane = Pane(str(repo), argv, env)
+    try:
+        pane.wait_for("/help")
+        pane.send("/help", "Enter")
+        pane.wait_for("/mark              Leave a mark file (project)")
+        pane.send("/mark one", "Enter")
+        screen = pane.wait_for("MARKED-ONE")
+        assert "Allow bash" not in screen  # the command's allowed tools ran without asking
+        assert (repo / "mark-one.txt").exists()
+        pane.send("touch another", "Enter")  # outside the command: its rules no longer apply
+        pane.wait_for("Allow bash touch mark-two.txt?")
+        pane.send("n", "Enter")
+        pane.wait_for("SECOND-DONE")
+        assert not (repo / "mark-two.txt").exists()
+        pane.send("/exit", "Enter")
+    finally:
+        pane.close()
