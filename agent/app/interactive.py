@@ -61,7 +61,9 @@ class InteractiveApp:
         self.prompt = PromptSession(history=FileHistory(str(history)), key_bindings=bindings)
 
     def ask(self, tool: str, args: dict[str, Any]) -> bool:
-        shown = self.session.redactor.redact(str(args.get("command") or args.get("path") or args))
+        shown = self.session.redactor.redact(
+            str(args.get("command") or args.get("path") or args.get("url") or args)
+        )
         self.renderer._end_stream()
         self.renderer.subagents.pause()
         answer = self.prompt.prompt(f"Allow {tool} {shown[:200]}? [y]es / [n]o / [a]lways for {tool}: ")
