@@ -73,7 +73,9 @@ class ProgressPrinter:
 
 
 def summarise_arguments(arguments: dict[str, Any], limit: int = 160) -> str:
-    main = arguments.get("command") or arguments.get("path") or arguments.get("pattern")
+    main = (
+        arguments.get("command") or arguments.get("path") or arguments.get("pattern") or arguments.get("url")
+    )
     text = str(main) if main is not None else json.dumps(arguments, ensure_ascii=False)
     text = text.replace("\n", " ")
     return text if len(text) <= limit else text[: limit - 3] + "..."

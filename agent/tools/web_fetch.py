@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import time
 from typing import Any
 from urllib.parse import unquote
 
@@ -24,7 +25,8 @@ from agent.tools.base import Permission, ToolBase, ToolContext, ToolResult
 MAX_DOWNLOAD_BYTES = 2_000_000
 MAX_OUTPUT_CHARS = 60_000
 MAX_REDIRECTS = 5
-TIMEOUT_SECONDS = 20.0
+TIMEOUT_SECONDS = 20.0  # connecting, and each read
+TOTAL_SECONDS = 60.0  # the whole download: a server that trickles bytes is cut off
 _REDIRECTS = {301, 302, 303, 307, 308}
 _TEXT_TYPES = ("text/", "application/json", "application/xml", "application/xhtml+xml")
 _NOT_CONTENT = ("head", "script", "style", "noscript", "iframe", "svg", "template")
@@ -68,7 +70,7 @@ class WebFetchTool(ToolBase):
                 + f"\n[output truncated: {len(text) - MAX_OUTPUT_CHARS} more characters]"
             )
         elif cut:
-            text += f"\n[output truncated: the page is larger than {MAX_DOWNLOAD_BYTES} bytes]"
+            text += f"\n[output truncated: only the first {MAX_DOWNLOAD_BYTES} bytes, or what came in {TOTAL_SECONDS:.0f} s]"
         return ToolResult(True, text, {"url": final_url, "content_type": content_type})
 
 
@@ -146,11 +148,11 @@ def _is_public(address: str) -> bool:
 
 
 def _read_capped(response: httpx.Response) -> tuple[bytes, bool]:
-    chunks, size = [], 0
+    chunks, size, deadline = [], 0, time.monotonic() + TOTAL_SECONDS
     for chunk in response.iter_bytes():
         chunks.append(chunk)
         size += len(chunk)
-        if size > MAX_DOWNLOAD_BYTES:
+        if size > MAX_DOWNLOAD_BYTES or time.monotonic() > deadline:
             return b"".join(chunks)[:MAX_DOWNLOAD_BYTES], True
     return b"".join(chunks), False
 
