@@ -11,7 +11,7 @@ import jsonschema
 import pytest
 
 from agent.config import ConfigError, load_settings
-from tests.agent.helpers import git, raw_completion, run_cli, write_replay
+from tests.agent.helpers import git, raw_completion, run_cli
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
@@ -62,8 +62,13 @@ def project(root: Path, hooks_toml: str, **scripts: str) -> Path:
     return repo
 
 
-def run(tmp_path: Path, repo: Path, completions: list[str], prompt: str = "do it") -> tuple[int, list[dict]]:
-    replay = write_replay(tmp_path / "replay.jsonl", completions)
+def run(
+    tmp_path: Path, repo: Path, completions: list[str | dict], prompt: str = "do it"
+) -> tuple[int, list[dict]]:
+    replay = tmp_path / "replay.jsonl"  # a completion, or a record with "when" (a subagent's)
+    replay.write_text(
+        "".join(json.dumps(c if isinstance(c, dict) else {"completion": c}) + "\n" for c in completions)
+    )
     proc = run_cli(
         "-p", prompt, "--backend", "replay", "--replay", str(replay),
         "--output-format", "stream-json", "--permission-mode", "full-auto", cwd=repo,
@@ -300,3 +305,36 @@ def test_hooks_run_confined_like_the_shell(tmp_path, isolated_home):
     assert code == 0 and events[0]["confinement"] in ("bwrap", "landlock")
     assert [h["outcome"] for h in of_type(events, "hook")] == ["warning"]
     assert not (isolated_home / "escaped").exists() and not (repo / "inside").exists()
+
+
+def test_a_subagents_calls_pass_the_tool_hooks_and_only_the_parent_stops(tmp_path):
+    repo = project(
+        tmp_path,
+        """
+        [[hooks.pre_tool_use]]
+        matcher = "bash"
+        command = "python3 .hooks/block_rm.py"
+
+        [[hooks.stop]]
+        command = "exit 0"
+        """,
+        block_rm=BLOCK_RM,
+    )
+    role = 'general task: "clean up"'  # text only the subagent's prompts contain
+    code, events = run(
+        tmp_path,
+        repo,
+        [
+            raw_completion("Delegate.", "", [("task", {"description": "clean up", "prompt": "Remove calc.py.", "kind": "general"})]),
+            {"when": role, "completion": raw_completion("rm", "", [("bash", {"command": "rm calc.py"})])},
+            {"when": role, "completion": raw_completion("refused", "The rm was refused by a hook.")},
+            raw_completion("Done.", "calc.py stays."),
+        ],
+    )  # fmt: skip
+    assert code == 0 and (repo / "calc.py").exists()
+    (task_call,) = [e for e in of_type(events, "tool_call") if e["name"] == "task"]
+    hooks = of_type(events, "hook")
+    assert [(h["event"], h["outcome"], h.get("parent_id")) for h in hooks] == [
+        ("pre_tool_use", "block", task_call["id"]),
+        ("stop", "continue", None),
+    ]
