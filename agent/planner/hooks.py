@@ -139,7 +139,7 @@ class Hooks:
                 confined=True,
                 redactor=self.redactor,
             )
-        except SandboxError as exc:
+        except (SandboxError, OSError) as exc:  # a hook never ends the run
             return None, "", f"could not start: {exc}"
         stdout, _, stderr = result.output.partition(marker)
         if result.timed_out:

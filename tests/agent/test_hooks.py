@@ -338,3 +338,24 @@ def test_a_subagents_calls_pass_the_tool_hooks_and_only_the_parent_stops(tmp_pat
         ("pre_tool_use", "block", task_call["id"]),
         ("stop", "continue", None),
     ]
+
+
+def test_a_resumed_session_says_so_to_its_session_start_hooks(tmp_path):
+    repo = project(
+        tmp_path,
+        """
+        [[hooks.session_start]]
+        command = "python3 -c 'import json,sys; print(\\"source: \\" + json.load(sys.stdin)[\\"source\\"])'"
+        """,
+    )
+    _, first = run(tmp_path, repo, [raw_completion("Done.", "First.")])
+    assert "source: startup" in of_type(first, "user_message")[0]["text"]
+    replay = tmp_path / "again.jsonl"
+    replay.write_text(json.dumps({"completion": raw_completion("Done.", "Second.")}) + "\n")
+    proc = run_cli(
+        "-p", "again", "--resume", first[0]["session_id"], "--backend", "replay", "--replay", str(replay),
+        "--output-format", "stream-json", "--permission-mode", "full-auto", cwd=repo,
+    )  # fmt: skip
+    events = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert proc.returncode == 0, proc.stderr
+    assert "source: resume" in of_type(events, "user_message")[0]["text"]
