@@ -12,6 +12,9 @@ import pytest
 
 from agent.config import ConfigError, load_settings
 from tests.agent.helpers import git, raw_completion, run_cli
+from tests.sandbox_kinds import base_image, docker_client
+
+__all__ = ["base_image", "docker_client"]
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
@@ -63,7 +66,7 @@ def project(root: Path, hooks_toml: str, **scripts: str) -> Path:
 
 
 def run(
-    tmp_path: Path, repo: Path, completions: list[str | dict], prompt: str = "do it"
+    tmp_path: Path, repo: Path, completions: list[str | dict], prompt: str = "do it", *flags: str
 ) -> tuple[int, list[dict]]:
     replay = tmp_path / "replay.jsonl"  # a completion, or a record with "when" (a subagent's)
     replay.write_text(
@@ -71,7 +74,7 @@ def run(
     )
     proc = run_cli(
         "-p", prompt, "--backend", "replay", "--replay", str(replay),
-        "--output-format", "stream-json", "--permission-mode", "full-auto", cwd=repo,
+        "--output-format", "stream-json", "--permission-mode", "full-auto", *flags, cwd=repo,
     )  # fmt: skip
     schema = json.loads((DOCS / "event-schema.json").read_text())
     events = [json.loads(line) for line in proc.stdout.splitlines()]
@@ -359,3 +362,41 @@ def test_a_resumed_session_says_so_to_its_session_start_hooks(tmp_path):
     events = [json.loads(line) for line in proc.stdout.splitlines()]
     assert proc.returncode == 0, proc.stderr
     assert "source: resume" in of_type(events, "user_message")[0]["text"]
+
+
+def test_hooks_run_in_the_container_with_sandbox_docker(tmp_path, base_image):
+    repo = project(
+        tmp_path,
+        """
+        [[hooks.pre_tool_use]]
+        matcher = "bash"
+        command = "python3 .hooks/block_rm.py"
+
+        [[hooks.post_tool_use]]
+        matcher = "write_file"
+        command = "python3 .hooks/formatter.py"
+        """,
+        block_rm=BLOCK_RM,
+        formatter=FORMATTER,
+    )
+    code, events = run(
+        tmp_path,
+        repo,
+        [
+            raw_completion("Delete.", "", [("bash", {"command": "rm calc.py"})]),
+            raw_completion("Write.", "", [("write_file", {"path": "mul.py", "content": "def mul(a, b):\n\treturn a * b  \n"})]),
+            raw_completion("Done.", "Added mul.py."),
+        ],
+        "do it",
+        "--sandbox",
+        "docker",
+    )  # fmt: skip
+    assert code == 0 and events[0]["confinement"] == "docker"
+    assert [(h["event"], h["outcome"]) for h in of_type(events, "hook")] == [
+        ("pre_tool_use", "block"),
+        ("post_tool_use", "continue"),
+    ]
+    assert (repo / "calc.py").exists()
+    assert (
+        repo / "mul.py"
+    ).read_text() == "def mul(a, b):\n    return a * b\n"  # formatted, then synced back
