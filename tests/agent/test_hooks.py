@@ -3,14 +3,18 @@ and the `hook` events the stream records."""
 
 from __future__ import annotations
 
+import io
 import json
 import textwrap
 from pathlib import Path
 
 import jsonschema
 import pytest
+from rich.console import Console
 
+from agent.app.ui import ConsoleRenderer
 from agent.config import ConfigError, load_settings
+from agent.events import HookRun
 from tests.agent.helpers import git, raw_completion, run_cli
 from tests.sandbox_kinds import base_image, docker_client
 
@@ -400,3 +404,11 @@ def test_hooks_run_in_the_container_with_sandbox_docker(tmp_path, base_image):
     assert (
         repo / "mul.py"
     ).read_text() == "def mul(a, b):\n    return a * b\n"  # formatted, then synced back
+
+
+def test_the_terminal_shows_a_blocking_hook_and_stays_quiet_about_the_others():
+    out = io.StringIO()
+    renderer = ConsoleRenderer(Console(file=out, width=120, force_terminal=False))
+    renderer(HookRun("pre_tool_use", "bash", "python3 .hooks/block_rm.py", 2, "block", 12, "bash"))
+    renderer(HookRun("post_tool_use", "*", "fmt", 0, "continue", 3, "write_file"))
+    assert out.getvalue() == "[pre_tool_use hook blocked] python3 .hooks/block_rm.py\n"
