@@ -83,8 +83,8 @@ class Hooks:
         return bool(self.specs.get(event))
 
     def run(self, event: str, tool_name: str | None = None, **fields: Any) -> HookReply:
-        """Runs the event's hooks (for a tool event, those whose matcher fits `tool_name`) in
-        order; the first that blocks ends the turn of the rest."""
+        """Runs the event's hooks (for a tool event, those whose matcher fits `tool_name`) in order;
+        for a call or a prompt, the first that blocks it spares the rest."""
         reply = HookReply()
         payload = {"session_id": self.session_id, "cwd": self.sandbox.root, "event": event}
         if tool_name is not None:
@@ -104,17 +104,15 @@ class Hooks:
                     reply.context += stdout.strip()[:MAX_REPLY_CHARS] + "\n"
             elif outcome == "block":
                 reply.blocked = True
-                reply.feedback += (stderr.strip() or f"blocked by the hook `{spec.command}`")[
-                    :MAX_REPLY_CHARS
-                ] + "\n"
-                if event == "pre_tool_use" or event == "user_prompt_submit":
+                said = stderr.strip() or f"blocked by the hook `{spec.command}`"
+                reply.feedback += said[:MAX_REPLY_CHARS] + "\n"
+                if event in ("pre_tool_use", "user_prompt_submit"):
                     break
             else:
                 why = "timed out" if exit_code is None else f"exited {exit_code}"
-                detail = stderr.strip().splitlines()[-1:] or [""]
-                self.emit(
-                    Status(f"{event} hook `{spec.command}` {why}: {detail[0][:300]}".rstrip(": "), "warning")
-                )
+                last_line = (stderr.strip().splitlines() or [""])[-1][:300]
+                message = f"{event} hook `{spec.command}` {why}" + (f": {last_line}" if last_line else "")
+                self.emit(Status(message, "warning"))
         reply.context, reply.feedback = reply.context.strip(), reply.feedback.strip()
         return reply
 
