@@ -23,7 +23,9 @@ from agent.events import HookRun, Status
 from sandbox.base import OutputRedactor, Sandbox, SandboxError
 
 BLOCK = 2
-MAX_FIELD_CHARS = 20_000  # longer strings in the payload are cut: it travels inside a `bash -c` argument
+# The payload travels inside a `bash -c` argument (at most 128 KiB): longer strings in it are cut,
+# to 20,000 characters, or to 2,000 where many long ones would still not fit.
+MAX_FIELD_CHARS, MAX_PAYLOAD_CHARS = (20_000, 2_000), 100_000
 MAX_REPLY_CHARS = 10_000  # of a hook's stdout or stderr that reaches the model
 TOOL_EVENTS = ("pre_tool_use", "post_tool_use")
 # exit 2 means something only where the event can be blocked or answered
@@ -44,14 +46,22 @@ def matches(matcher: str, tool_name: str) -> bool:
     return any(fnmatch.fnmatchcase(tool_name, pattern.strip()) for pattern in matcher.split("|"))
 
 
-def _cut(value: Any) -> Any:
-    if isinstance(value, str) and len(value) > MAX_FIELD_CHARS:
-        return value[:MAX_FIELD_CHARS] + f"\n[... {len(value) - MAX_FIELD_CHARS} characters cut]"
+def _cut(value: Any, limit: int) -> Any:
+    if isinstance(value, str) and len(value) > limit:
+        return value[:limit] + f"\n[... {len(value) - limit} characters cut]"
     if isinstance(value, dict):
-        return {key: _cut(item) for key, item in value.items()}
+        return {key: _cut(item, limit) for key, item in value.items()}
     if isinstance(value, list):
-        return [_cut(item) for item in value]
+        return [_cut(item, limit) for item in value]
     return value
+
+
+def _payload(base: dict[str, Any], fields: dict[str, Any]) -> str:
+    for limit in MAX_FIELD_CHARS:
+        text = json.dumps({**base, **_cut(fields, limit)})
+        if len(text) <= MAX_PAYLOAD_CHARS:
+            break
+    return text
 
 
 class Hooks:
@@ -86,15 +96,15 @@ class Hooks:
         """Runs the event's hooks (for a tool event, those whose matcher fits `tool_name`) in order;
         for a call or a prompt, the first that blocks it spares the rest."""
         reply = HookReply()
-        payload = {"session_id": self.session_id, "cwd": self.sandbox.root, "event": event}
+        base = {"session_id": self.session_id, "cwd": self.sandbox.root, "event": event}
         if tool_name is not None:
-            payload["tool_name"] = tool_name
-        payload.update(_cut(fields))
+            base["tool_name"] = tool_name
+        payload = _payload(base, fields)
         for spec in self.specs.get(event, []):
             if event in TOOL_EVENTS and not matches(spec.matcher, tool_name or ""):
                 continue
             started = time.monotonic()
-            exit_code, stdout, stderr = self._exec(spec, json.dumps(payload))
+            exit_code, stdout, stderr = self._exec(spec, payload)
             duration_ms = int((time.monotonic() - started) * 1000)
             blocked = exit_code == BLOCK and event in BLOCKABLE
             outcome = "continue" if exit_code == 0 else "block" if blocked else "warning"
