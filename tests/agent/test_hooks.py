@@ -13,8 +13,10 @@ import pytest
 from rich.console import Console
 
 from agent.app.ui import ConsoleRenderer
-from agent.config import ConfigError, load_settings
+from agent.config import ConfigError, HookSpec, load_settings
 from agent.events import HookRun
+from agent.planner.hooks import Hooks
+from sandbox.local import LocalSandbox
 from tests.agent.helpers import git, raw_completion, run_cli
 from tests.sandbox_kinds import base_image, docker_client
 
@@ -412,3 +414,19 @@ def test_the_terminal_shows_a_blocking_hook_and_stays_quiet_about_the_others():
     renderer(HookRun("pre_tool_use", "bash", "python3 .hooks/block_rm.py", 2, "block", 12, "bash"))
     renderer(HookRun("post_tool_use", "*", "fmt", 0, "continue", 3, "write_file"))
     assert out.getvalue() == "[pre_tool_use hook blocked] python3 .hooks/block_rm.py\n"
+
+
+def test_a_call_with_many_long_strings_still_reaches_the_hook_cut(tmp_path):
+    seen = tmp_path / "seen.json"
+    hooks = Hooks(
+        {"pre_tool_use": [HookSpec(command=f"cat > {seen}")]},
+        LocalSandbox(str(tmp_path)),
+        session_id="s",
+        emit=lambda event: None,
+    )
+    quoted = 'it\'s "$(rm -rf x)" `y` \\\n\t\u00e9'
+    edits = [{"old": "x" * 50_000, "new": quoted}] * 10
+    assert not hooks.run("pre_tool_use", "multi_edit", tool_input={"edits": edits}).blocked
+    payload = json.loads(seen.read_text())
+    first = payload["tool_input"]["edits"][0]
+    assert first["new"] == quoted and first["old"] == "x" * 2_000 + "\n[... 48000 characters cut]"
