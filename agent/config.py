@@ -26,6 +26,26 @@ class ConfigError(ValueError):
     pass
 
 
+HookEvent = Literal["session_start", "user_prompt_submit", "pre_tool_use", "post_tool_use", "stop"]
+
+
+class HookSpec(BaseModel):
+    """One `[[hooks.EVENT]]` entry: a shell command run (confined) when EVENT happens."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    command: str
+    matcher: str = "*"  # tool-name glob (pre/post_tool_use); `a|b` matches either
+    timeout: float = 60.0
+
+    @field_validator("timeout")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if not value > 0:
+            raise ValueError("must be above 0")
+        return value
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -78,6 +98,7 @@ class Settings(BaseModel):
     prices: dict[str, dict[str, float]] = {}
     # Private or local hosts and addresses web_fetch may reach; not taken from the project's file.
     web_fetch_allow_hosts: list[str] = []
+    hooks: dict[HookEvent, list[HookSpec]] = {}  # agent/planner/hooks.py; every layer's hooks run
 
     @field_validator("docker_memory", "docker_disk")
     @classmethod
@@ -177,6 +198,22 @@ def _describe_problem(error: dict[str, Any]) -> str:
     return f"{where}: {error['msg']}{got}"
 
 
+def _keeping_earlier_hooks(merged: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """Hooks add up across layers: a later file (the project's, which the agent can write) adds
+    hooks but cannot drop the user's."""
+    earlier, later = merged.get("hooks"), values.get("hooks")
+    if not isinstance(earlier, dict) or not isinstance(later, dict):
+        return values
+    combined = dict(earlier)
+    for event, entries in later.items():
+        before = combined.get(event, [])
+        if isinstance(before, list) and isinstance(entries, list):
+            combined[event] = [*before, *entries]
+        else:
+            combined[event] = entries  # let validation say what is wrong
+    return {**values, "hooks": combined}
+
+
 def load_settings(
     cwd: Path, flags: dict[str, Any] | None = None, environ: dict[str, str] | None = None
 ) -> Settings:
@@ -203,6 +240,7 @@ def load_settings(
     layers.append(("flags", {k: v for k, v in (flags or {}).items() if v is not None and v != []}))
     merged: dict[str, Any] = {}
     for source, values in layers:
+        values = _keeping_earlier_hooks(merged, values)
         try:
             Settings.model_validate({**merged, **values})
         except ValidationError as exc:

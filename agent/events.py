@@ -22,6 +22,7 @@ __all__ = [
     "Compaction",
     "FinalResult",
     "FormatError",
+    "HookRun",
     "ReasoningDelta",
     "RoundRetry",
     "RunEvent",
@@ -109,6 +110,20 @@ class Status:
 
 
 @dataclass
+class HookRun:
+    """A configured hook ran (agent/planner/hooks.py)."""
+
+    event: str  # session_start | user_prompt_submit | pre_tool_use | post_tool_use | stop
+    matcher: str
+    command: str
+    exit_code: int | None  # None: timed out or could not start
+    outcome: str  # continue (exit 0) | block (exit 2) | warning (anything else)
+    duration_ms: int
+    tool_name: str | None = None
+    type: str = field(default="hook", init=False)
+
+
+@dataclass
 class FinalResult:
     status: str  # done | error | usage_error | limit_reached | loop_detected | context_exhausted | blocked |
     # backend_unavailable | cancelled | unverified | invalid_output (docs/cli.md)
@@ -149,6 +164,7 @@ RunEvent = (
     | TodoUpdate
     | Compaction
     | Status
+    | HookRun
     | RoundRetry
     | FormatError
     | FinalResult
@@ -169,6 +185,7 @@ _BY_TYPE: dict[str, type] = {
         TodoUpdate,
         Compaction,
         Status,
+        HookRun,
         RoundRetry,
         FormatError,
         FinalResult,

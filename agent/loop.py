@@ -12,6 +12,7 @@ calls that did not finish are answered as cancelled, so the session stays a vali
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from collections.abc import Callable
@@ -42,6 +43,7 @@ from agent.events import (
 from agent.permissions import PermissionPolicy
 from agent.planner.compaction import Compactor, ContextBudget, ContextExhausted
 from agent.planner.final_answer import AnswerGate, AnswerRejected
+from agent.planner.hooks import Hooks
 from agent.planner.limits import Limits, LoopDetector
 from agent.planner.todo import render_todos
 from agent.tools.base import Tool, ToolContext, ToolResult, current_call_id, openai_tool
@@ -56,6 +58,7 @@ DEFAULT_TEST_COMMANDS = [
     r"\b(ctest|rspec|phpunit|prove)\b",
 ]
 MAX_REJECTIONS = 3  # "prompt too long" answers in a row before the run gives up
+MAX_STOP_RETURNS = 3  # times stop hooks may send the model back to work in one run
 LOOP_WARNING = (
     "\n[mmx-agent] This is the {n}th identical call in a row with the same arguments. It will not help to "
     "repeat it: change your approach. One more identical call ends the run."
@@ -104,6 +107,7 @@ class AgentLoop:
         test_commands: list[str] | None = None,
         max_policy_refusals: int = 3,
         answer_gate: AnswerGate | None = None,
+        hooks: Hooks | None = None,
     ) -> None:
         self.backend = backend
         self.ctx = ctx
@@ -120,6 +124,9 @@ class AgentLoop:
         self.test_commands = [re.compile(p) for p in (test_commands or DEFAULT_TEST_COMMANDS)]
         self.max_policy_refusals = max_policy_refusals
         self.answer_gate = answer_gate  # the schema and verification a final answer must pass
+        self.hooks = hooks
+        self.hook_context = ""  # from session_start hooks: goes to the model with the next prompt
+        self._stop_returns = 0
         self.usage = {"input_tokens": 0, "output_tokens": 0, "reasoning_tokens": 0}
         self.cost: float | None = None
         # Called at the end of every run, before the final result is emitted (e.g. syncing a
@@ -134,14 +141,16 @@ class AgentLoop:
     def run(self, text: str) -> FinalResult:
         started = self.run_started = time.monotonic()
         start_tree = snapshot(self.ctx) if self.reports_diff else None
-        self.messages.append(Message.user(text))
-        self.emit(UserMessage(text))
-        if self.answer_gate is not None:
-            self.emit(Status(self.answer_gate.plan()))
         turns, answer, verified, refusals = 0, "", False, 0
         loops = LoopDetector()
         status, detail = "done", ""
+        self._stop_returns = 0
         try:
+            text = self._submitted(text)
+            self.messages.append(Message.user(text))
+            self.emit(UserMessage(text))
+            if self.answer_gate is not None:
+                self.emit(Status(self.answer_gate.plan()))
             rejections = 0
             while True:
                 self._check_limits(turns, started)
@@ -166,7 +175,7 @@ class AgentLoop:
                         self.emit(UserMessage(nudge))
                         continue
                     answer = message.text()
-                    retry = self._review(answer, start_tree)
+                    retry = self._review(answer, start_tree) or self._stop_hooks()
                     if retry is not None:
                         self.messages.append(Message.user(retry))
                         self.emit(UserMessage(retry))
@@ -238,6 +247,32 @@ class AgentLoop:
         if self.answer_gate is None:
             return None
         return self.answer_gate.review(answer, lambda: bool(diff_since(self.ctx, start_tree).strip()))
+
+    def _submitted(self, text: str) -> str:
+        """The prompt as the model gets it: with what session_start and user_prompt_submit hooks
+        added; RunStopped when a user_prompt_submit hook blocks it."""
+        context, self.hook_context = self.hook_context, ""
+        if self.hooks is not None and self.hooks.has("user_prompt_submit"):
+            reply = self.hooks.run("user_prompt_submit", prompt=text)
+            if reply.blocked:
+                raise RunStopped("blocked", f"a user_prompt_submit hook refused the prompt: {reply.feedback}")
+            context = f"{context}\n{reply.context}".strip()
+        return f"{text}\n\n[mmx-agent] Context from hooks:\n{context}" if context else text
+
+    def _stop_hooks(self) -> str | None:
+        """What sends the model back to work when a stop hook exits 2, a few times a run at most."""
+        if self.hooks is None or not self.hooks.has("stop"):
+            return None
+        reply = self.hooks.run("stop", stop_hook_active=self._stop_returns > 0)
+        if not reply.blocked:
+            return None
+        if self._stop_returns >= MAX_STOP_RETURNS:
+            self.emit(
+                Status(f"stop hooks sent the model back {MAX_STOP_RETURNS} times; the run ends", "warning")
+            )
+            return None
+        self._stop_returns += 1
+        return f"[mmx-agent] A stop hook sent you back to work:\n{reply.feedback}"
 
     def _check_limits(self, turns: int, started: float) -> None:
         if turns >= self.limits.max_turns:
@@ -338,7 +373,7 @@ class AgentLoop:
                 slot.result = ToolResult(False, "Not run: this exact call was repeated after a warning.", {})
                 stop = True
             else:
-                slot.result = self._permission_refusal(slot.call)
+                slot.result = self._hook_refusal(slot.call) or self._permission_refusal(slot.call)
                 if slot.result is None:
                     runnable.append(slot)
             if verdict == "warn":
@@ -355,6 +390,16 @@ class AgentLoop:
                     )
                 self._append_result(slot)
         return stop
+
+    def _hook_refusal(self, call: ToolCall) -> ToolResult | None:
+        if self.hooks is None or call.name not in self.tools or not self.hooks.has("pre_tool_use"):
+            return None
+        reply = self.hooks.run("pre_tool_use", call.name, tool_input=call.arguments)
+        if not reply.blocked:
+            return None
+        return ToolResult(
+            False, f"Not run: a pre_tool_use hook blocked it:\n{reply.feedback}", {"denied": True}
+        )
 
     def _permission_refusal(self, call: ToolCall) -> ToolResult | None:
         tool = self.tools.get(call.name)
@@ -396,6 +441,15 @@ class AgentLoop:
             current_call_id.reset(token)
         for event in result.events:
             self.emit(event)
+        if result.ok and self.hooks is not None and self.hooks.has("post_tool_use"):
+            tool_result = {"ok": result.ok, "output": result.output}
+            reply = self.hooks.run(
+                "post_tool_use", call.name, tool_input=call.arguments, tool_result=tool_result
+            )
+            if reply.blocked:
+                result = dataclasses.replace(
+                    result, output=f"{result.output}\n\n[post_tool_use hook]\n{reply.feedback}"
+                )
         return result
 
     def _append_result(self, slot: _Slot) -> None:

@@ -21,6 +21,7 @@ from agent.loop import AgentLoop
 from agent.permissions import PermissionPolicy, Rule
 from agent.planner.compaction import ContextBudget
 from agent.planner.final_answer import AnswerGate, AnswerRules
+from agent.planner.hooks import Hooks
 from agent.planner.limits import Limits
 from agent.planner.prompt import PLAN_MODE_PROMPT, build_system_prompt
 from agent.planner.structured_output import schema_instructions
@@ -236,6 +237,9 @@ def start_session(
     if mode == "plan":
         system_prompt += "\n" + PLAN_MODE_PROMPT
     window = settings.context_window or backend.context_window
+    hooks = Hooks(
+        settings.hooks, sandbox, session_id=session_id, emit=emit_all, redactor=redactor, env=COMMAND_ENV
+    )
     subagents = Subagents()
     loop = AgentLoop(
         backend,
@@ -257,9 +261,12 @@ def start_session(
         ),
         test_commands=settings.test_commands,
         answer_gate=gate,
+        hooks=hooks if settings.hooks else None,
     )
     subagents.owner = loop
     session = AgentSession(session_id, loop, backend, sandbox, writer, redactor, owns_backend)
     loop.before_result.append(session.sync_back)
     emit_all(SessionStart(session_id, str(workspace), backend.name, backend.model, mode, sandbox.confinement))
+    if hooks.has("session_start"):
+        loop.hook_context = hooks.run("session_start", source="resume" if resume_id else "startup").context
     return session

@@ -88,6 +88,7 @@ class Subagents:
             rg_available=shared.rg_available,
             session_redactor=shared.session_redactor,
         )
+        emit = RedactedEvents(shared.redactor, self._forward_to(parent, brief.call_id))
         child = ChildLoop(
             parent,
             self.lock,
@@ -98,12 +99,13 @@ class Subagents:
             system_prompt=parent.system.text() + brief.role_note(),
             policy=parent.policy,
             limits=Limits(max_turns=CHILD_MAX_TURNS),
-            emit=RedactedEvents(shared.redactor, self._forward_to(parent, brief.call_id)),
+            emit=emit,
             params=parent.params,
             session_id=parent.session_id,
             budget=dataclasses.replace(parent.compactor.budget),
             test_commands=parent.test_commands,
             max_policy_refusals=parent.max_policy_refusals,
+            hooks=parent.hooks.for_tool_calls(emit) if parent.hooks is not None else None,
         )
         children.owner = child
         try:

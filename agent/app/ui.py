@@ -18,6 +18,7 @@ from agent.events import (
     Compaction,
     FinalResult,
     FormatError,
+    HookRun,
     ReasoningDelta,
     RoundRetry,
     Status,
@@ -217,6 +218,11 @@ class ConsoleRenderer:
     def _on_status(self, event: Status) -> None:
         self._end_stream()
         self.console.print(Text(event.message, style="red" if event.level == "error" else "yellow"))
+
+    def _on_hook(self, event: HookRun) -> None:
+        if event.outcome == "block":  # warnings come as status events; a hook that let things be is quiet
+            self._end_stream()
+            self.console.print(Text(f"[{event.event} hook blocked] {event.command}", style="dim"))
 
     def _on_format_error(self, event: FormatError) -> None:
         self._end_stream()
