@@ -26,6 +26,28 @@ class ConfigError(ValueError):
     pass
 
 
+class McpServerSettings(BaseModel):
+    """One `[mcp_servers.NAME]` table: a local server (`command`, over stdio) or a remote one (`url`,
+    streamable HTTP). Header values may name environment variables as `${VAR}`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    command: str | None = None
+    args: list[str] = []
+    env: dict[str, str] = {}
+    cwd: str | None = None  # relative to the workspace; default the workspace
+    url: str | None = None
+    headers: dict[str, str] = {}
+    startup_timeout: float = 30.0  # seconds for the server to start and list its tools
+    tool_timeout: float = 120.0  # seconds for one tool call
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> McpServerSettings:
+        if (self.command is None) == (self.url is None):
+            raise ValueError("an MCP server needs either command (stdio) or url (streamable HTTP)")
+        return self
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -76,6 +98,7 @@ class Settings(BaseModel):
     require_verified: bool = False  # a failed or missing verification ends the run `unverified` (exit 6)
     reasoning_display: Literal["full", "collapsed", "hidden"] = "collapsed"
     prices: dict[str, dict[str, float]] = {}
+    mcp_servers: dict[str, McpServerSettings] = {}
 
     @field_validator("docker_memory", "docker_disk")
     @classmethod
@@ -201,5 +224,9 @@ def load_settings(
         except ValidationError as exc:
             problems = "; ".join(_describe_problem(e) for e in exc.errors())
             raise ConfigError(f"invalid settings from {source}: {problems}") from None
+        # Servers are merged by name: a project's file adds to the user's servers.
+        servers = {**merged.get("mcp_servers", {}), **values.get("mcp_servers", {})}
         merged.update(values)
+        if servers:
+            merged["mcp_servers"] = servers
     return Settings.model_validate(merged)

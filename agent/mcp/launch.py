@@ -1,0 +1,61 @@
+"""How a configured server is reached: the stdio command (confined like the shell) or the HTTP
+headers (with `${VAR}` taken from the environment)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+
+from agent.config import McpServerSettings
+from sandbox.confinement.bwrap import bwrap_arguments
+
+VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def expand_headers(headers: dict[str, str], environ: dict[str, str] | None = None) -> dict[str, str]:
+    """Header values with `${VAR}` replaced; a variable that is not set is an error (KeyError)."""
+    environ = dict(os.environ if environ is None else environ)
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in environ:
+            raise KeyError(f"environment variable {name} (named in a header) is not set")
+        return environ[name]
+
+    return {key: VARIABLE.sub(value, text) for key, text in headers.items()}
+
+
+def header_secrets(settings: dict[str, McpServerSettings]) -> dict[str, str]:
+    """The values headers take from the environment, by a name for the redactor: never shown."""
+    found = {}
+    for name, server in settings.items():
+        for key, text in server.headers.items():
+            if VARIABLE.search(text):
+                try:
+                    found[f"mcp_servers.{name}.headers.{key}"] = expand_headers({key: text})[key]
+                except KeyError:
+                    pass
+    return found
+
+
+def stdio_command(
+    server: McpServerSettings, workspace: str, confinement: str, network: str
+) -> tuple[str, list[str], str]:
+    """(command, args, cwd): under bwrap the server sees the file system read-only except the
+    workspace and a private /tmp, as the shell's commands do."""
+    assert server.command is not None
+    cwd = os.path.join(workspace, server.cwd) if server.cwd else workspace
+    if confinement != "bwrap":
+        return server.command, list(server.args), cwd
+    executable = shutil.which(server.command) or server.command
+    # What bwrap's private /tmp would hide but the server needs: its program, its interpreter, and
+    # paths named in its arguments (a script under /tmp).
+    keep = [sys.prefix, os.path.dirname(os.path.realpath(executable))]
+    keep += [arg for arg in server.args if os.path.isabs(arg) and os.path.exists(arg)]
+    env = {**os.environ, **server.env}
+    wrapper = bwrap_arguments(workspace, env=env, network=network, keep=keep)
+    chdir = wrapper.index("--chdir")
+    wrapper[chdir + 1] = cwd
+    return wrapper[0], [*wrapper[1:], "--", executable, *server.args], cwd
