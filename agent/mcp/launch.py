@@ -28,16 +28,14 @@ def expand_headers(headers: dict[str, str], environ: dict[str, str] | None = Non
 
 
 def header_secrets(settings: dict[str, McpServerSettings]) -> dict[str, str]:
-    """The values headers take from the environment, by a name for the redactor: never shown."""
-    found = {}
-    for name, server in settings.items():
-        for key, text in server.headers.items():
-            if VARIABLE.search(text):
-                try:
-                    found[f"mcp_servers.{name}.headers.{key}"] = expand_headers({key: text})[key]
-                except KeyError:
-                    pass
-    return found
+    """The environment's values that headers name, by variable name, for the redactor: never shown."""
+    return {
+        name: os.environ[name]
+        for server in settings.values()
+        for text in server.headers.values()
+        for name in VARIABLE.findall(text)
+        if name in os.environ
+    }
 
 
 def stdio_command(

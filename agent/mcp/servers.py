@@ -137,7 +137,9 @@ class McpServers:
 
         try:
             async with contextlib.AsyncExitStack() as stack:
-                streams = await stack.enter_async_context(self._transport(server))
+                # A server's logging is not ours to show.
+                errlog = stack.enter_context(open(os.devnull, "w"))  # noqa: SIM115
+                streams = await stack.enter_async_context(self._transport(server, errlog))
                 session = await stack.enter_async_context(ClientSession(streams[0], streams[1]))
                 await session.initialize()
                 listed = await session.list_tools()
@@ -161,13 +163,12 @@ class McpServers:
                 server.fail("the connection ended")
             ready.set()
 
-    def _transport(self, server: Server) -> Any:
+    def _transport(self, server: Server, errlog: Any) -> Any:
         settings = server.settings
         if settings.command:
             from mcp.client.stdio import StdioServerParameters, stdio_client
 
             command, args, cwd = stdio_command(settings, self.workspace, self.confinement, self.network)
-            errlog = open(os.devnull, "w")  # noqa: SIM115 - a server's logging is not ours to show
             return stdio_client(
                 StdioServerParameters(command=command, args=args, env=settings.env, cwd=cwd), errlog
             )
