@@ -7,6 +7,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
 from tests.agent.helpers import run_cli
 
 ECHO = str(Path(__file__).resolve().parent / "echo_server.py")
@@ -32,3 +34,19 @@ def test_add_then_list(tmp_path, isolated_home):
     assert servers["gone"]["status"] == "failed" and servers["gone"]["tools"] == []
     text = run_cli("mcp", "list", cwd=project)
     assert "echo (stdio): running" in text.stdout and "  mcp__echo__hang" in text.stdout
+
+
+def test_servers_merge_by_name_across_config_files(tmp_path, isolated_home):
+    from agent.config import ConfigError, load_settings
+
+    user = isolated_home / "config" / "mmx-agent"
+    user.mkdir(parents=True)
+    (user / "config.toml").write_text('[mcp_servers.a]\ncommand = "a"\n[mcp_servers.b]\ncommand = "b"\n')
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / ".mmx-agent.toml").write_text('[mcp_servers.b]\nurl = "http://127.0.0.1:1/mcp"\n')
+    servers = load_settings(project).mcp_servers
+    assert servers["a"].command == "a" and servers["b"].url == "http://127.0.0.1:1/mcp"
+    (project / ".mmx-agent.toml").write_text('[mcp_servers.c]\ncommand = "c"\nurl = "http://x"\n')
+    with pytest.raises(ConfigError, match="either command"):
+        load_settings(project)
