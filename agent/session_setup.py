@@ -269,11 +269,11 @@ def start_session(
 def start_mcp_servers(settings: Settings, sandbox: Sandbox, workspace: Path) -> McpServers | None:
     """The configured MCP servers, started together (each running or failed when this returns).
 
-    Local servers run confined like the shell when the sandbox is bwrap-confined; otherwise (Landlock,
-    none, Docker) they run on this host unconfined."""
+    Local servers run confined like the shell (bwrap or Landlock); with no confinement, or Docker, they
+    run on this host unconfined."""
     if not settings.mcp_servers:
         return None
-    confinement = sandbox.confinement if sandbox.confinement == "bwrap" else "none"
+    confinement = sandbox.confinement if sandbox.confinement in ("bwrap", "landlock") else "none"
     network = getattr(sandbox, "network", "host")
     servers = McpServers(settings.mcp_servers, os.path.realpath(workspace), confinement, network)
     servers.start()

@@ -39,15 +39,18 @@ def header_secrets(settings: dict[str, McpServerSettings]) -> dict[str, str]:
 
 
 def stdio_command(
-    server: McpServerSettings, workspace: str, confinement: str, network: str
+    server: McpServerSettings, workspace: str, confinement: str, network: str, tmpdir: str
 ) -> tuple[str, list[str], str]:
-    """(command, args, cwd): under bwrap the server sees the file system read-only except the
-    workspace and a private /tmp, as the shell's commands do."""
+    """(command, args, cwd): confined, the server may write only in the workspace and a private temp
+    directory, as the shell's commands (bwrap: a private /tmp; Landlock: `tmpdir`)."""
     assert server.command is not None
     cwd = os.path.join(workspace, server.cwd) if server.cwd else workspace
+    executable = shutil.which(server.command) or server.command
+    if confinement == "landlock":
+        launcher = [sys.executable, "-I", "-m", "sandbox.confinement.landlock_exec"]
+        return launcher[0], [*launcher[1:], workspace, tmpdir, network, "--", executable, *server.args], cwd
     if confinement != "bwrap":
         return server.command, list(server.args), cwd
-    executable = shutil.which(server.command) or server.command
     # What bwrap's private /tmp would hide but the server needs: its program, its interpreter, and
     # paths named in its arguments (a script under /tmp).
     keep = [sys.prefix, os.path.dirname(os.path.realpath(executable))]

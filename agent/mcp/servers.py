@@ -12,6 +12,8 @@ import asyncio
 import concurrent.futures
 import contextlib
 import os
+import shutil
+import tempfile
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -72,6 +74,7 @@ class McpServers:
         self._thread = threading.Thread(target=self._loop.run_forever, name="mcp-servers", daemon=True)
         self._thread.start()
         self._closed = False
+        self._tmpdir: str | None = None  # Landlock: the servers' private temp directory
 
     # -- the session's side (any thread) ----------------------------------------------------------
 
@@ -112,6 +115,8 @@ class McpServers:
         self._thread.join(timeout=STOP_SECONDS)
         if not self._thread.is_alive():
             self._loop.close()
+        if self._tmpdir is not None:
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
 
     def _submit(self, coroutine: Any) -> concurrent.futures.Future[Any]:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop)
@@ -168,7 +173,11 @@ class McpServers:
         if settings.command:
             from mcp.client.stdio import StdioServerParameters, stdio_client
 
-            command, args, cwd = stdio_command(settings, self.workspace, self.confinement, self.network)
+            if self.confinement == "landlock" and self._tmpdir is None:
+                self._tmpdir = tempfile.mkdtemp(prefix="mmx-agent-mcp.")
+            command, args, cwd = stdio_command(
+                settings, self.workspace, self.confinement, self.network, self._tmpdir or ""
+            )
             return stdio_client(
                 StdioServerParameters(command=command, args=args, env=settings.env, cwd=cwd), errlog
             )

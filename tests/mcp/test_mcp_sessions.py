@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.confinement.detect import bwrap_problem
-from tests.agent.helpers import git, make_buggy_repo, raw_completion, write_replay
+from sandbox.confinement.detect import ConfinementUnavailable, choose
+from tests.agent.helpers import make_buggy_repo, raw_completion, write_replay
 
 HERE = Path(__file__).resolve().parent
 ECHO = str(HERE / "echo_server.py")
@@ -217,25 +217,37 @@ def test_permission_mode_applies_whatever_the_server_hints(tmp_path, repo):
     assert peek["ok"] and echo["ok"] and echo["output"] == "echo: hi"
 
 
-@pytest.mark.skipif(bwrap_problem("host") is not None, reason="bwrap cannot confine on this machine")
-def test_a_local_server_cannot_write_outside_the_workspace(tmp_path, repo):
+def confinement_problem(mode: str) -> str | None:
+    try:
+        choose(mode)
+    except ConfinementUnavailable as e:
+        return str(e)
+    return None
+
+
+@pytest.mark.parametrize("mode", ["bwrap", "landlock"])
+def test_a_local_server_cannot_write_outside_the_workspace(tmp_path, repo, mode):
+    if confinement_problem(mode):
+        pytest.skip(confinement_problem(mode))
     outside = tmp_path / "outside.txt"
     home_file = Path(os.environ["HOME"]) / "planted"
+    (repo / "out").mkdir()
     configure(repo, {"echo": {"command": sys.executable, "args": [ECHO]}})
     code, events, stderr = run_session(
         tmp_path,
         repo,
         [
-            ("mcp__echo__write", {"path": str(repo / "inside.txt"), "text": "ok"}),
+            ("mcp__echo__write", {"path": str(repo / "out" / "inside.txt"), "text": "ok"}),
             ("mcp__echo__write", {"path": str(Path.cwd() / "planted.txt"), "text": "no"}),
             ("mcp__echo__write", {"path": str(outside), "text": "no"}),
             ("mcp__echo__write", {"path": str(home_file), "text": "no"}),
         ],
         "--permission-mode", "full-auto",
+        env={"MMX_AGENT_CONFINEMENT": mode},
     )  # fmt: skip
     assert code == 0, stderr
     inside, project, tmp, home = results(events)
-    assert inside["ok"] and (repo / "inside.txt").read_text() == "ok"
+    assert inside["ok"] and (repo / "out" / "inside.txt").read_text() == "ok"
     assert "refused" in project["output"] and not (Path.cwd() / "planted.txt").exists()
-    assert not outside.exists() and not home_file.exists()  # /tmp is the server's own, private
-    assert git(repo, "status", "--porcelain")  # the inside write is there
+    # bwrap: /tmp is the server's own, private; Landlock: not writable at all.
+    assert not outside.exists() and not home_file.exists()
