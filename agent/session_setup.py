@@ -269,12 +269,21 @@ def start_session(
 def start_mcp_servers(settings: Settings, sandbox: Sandbox, workspace: Path) -> McpServers | None:
     """The configured MCP servers, started together (each running or failed when this returns).
 
-    Local servers run confined like the shell (bwrap or Landlock); with no confinement, or Docker, they
-    run on this host unconfined."""
+    Local servers run confined like the shell (bwrap or Landlock); with a Docker sandbox they run on
+    this host under the best confinement it has, without network (as the containers); with no
+    confinement they run unconfined."""
     if not settings.mcp_servers:
         return None
-    confinement = sandbox.confinement if sandbox.confinement in ("bwrap", "landlock") else "none"
-    network = getattr(sandbox, "network", "host")
+    confinement, network = sandbox.confinement, getattr(sandbox, "network", "host")
+    if confinement == "docker":
+        from sandbox.confinement.detect import choose
+
+        try:
+            confinement, network = choose(settings.confinement, "none").mode, "none"
+        except SandboxError:
+            confinement = "none"
+    if confinement not in ("bwrap", "landlock"):
+        confinement = "none"
     servers = McpServers(settings.mcp_servers, os.path.realpath(workspace), confinement, network)
     servers.start()
     return servers

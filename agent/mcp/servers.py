@@ -22,6 +22,7 @@ from agent.config import McpServerSettings
 from agent.mcp.launch import expand_headers, stdio_command
 
 STOP_SECONDS = 10.0
+STDERR_KEPT = 4096  # bytes of a server's stderr read back when it fails
 
 
 class ServerUnavailable(Exception):
@@ -140,10 +141,10 @@ class McpServers:
         until the session stops it or the connection ends."""
         from mcp import ClientSession
 
+        # A server's logging is not ours to show, but its last words say why it failed.
+        errlog = tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace")  # noqa: SIM115
         try:
             async with contextlib.AsyncExitStack() as stack:
-                # A server's logging is not ours to show.
-                errlog = stack.enter_context(open(os.devnull, "w"))  # noqa: SIM115
                 streams = await stack.enter_async_context(self._transport(server, errlog))
                 session = await stack.enter_async_context(ClientSession(streams[0], streams[1]))
                 await session.initialize()
@@ -161,8 +162,9 @@ class McpServers:
             server.fail("cancelled")
             raise
         except BaseException as e:  # anything the server does ends here, never in the agent
-            server.fail(_describe(e))
+            server.fail(_describe(e) + _last_words(errlog))
         finally:
+            errlog.close()
             server.session = None
             if server.status == "running":
                 server.fail("the connection ended")
@@ -206,6 +208,16 @@ class McpServers:
 async def _with_client(client: Any, transport: Any) -> Any:
     async with client, transport as streams:
         yield streams
+
+
+def _last_words(errlog: Any) -> str:
+    """The last line the server wrote on stderr, if any, to add to why it failed."""
+    try:
+        errlog.seek(max(0, errlog.seek(0, os.SEEK_END) - STDERR_KEPT))
+        lines = [line.strip() for line in errlog.read().splitlines() if line.strip()]
+    except (OSError, ValueError):
+        return ""
+    return f" (its stderr: {lines[-1][:300]})" if lines else ""
 
 
 def _describe(error: BaseException) -> str:

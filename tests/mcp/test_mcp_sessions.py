@@ -200,6 +200,7 @@ def test_failing_servers_leave_the_run_going(tmp_path, repo):
     for name in ("missing", "stuck"):
         assert sum(f"MCP server {name} did not start" in m for m in messages) == 1, messages
     assert sum("MCP server crashy stopped working" in m for m in messages) == 1, messages
+    assert any("missing did not start" in m and "No such file" in m for m in messages), messages
     assert events[-1]["type"] == "final_result" and events[-1]["status"] == "done"
 
 
