@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import jsonschema
+
 from agent.events import Status
 from agent.mcp.servers import McpServers, ServerTool, ServerUnavailable
 from agent.tools.base import Permission, ToolBase, ToolContext, ToolResult
@@ -34,8 +36,7 @@ class McpTool(ToolBase):
         self.remote_name = tool.name
         self.name = tool_name(server, tool.name)
         self.description = f"[MCP server {server}] {tool.description}".strip()
-        schema = tool.input_schema if tool.input_schema.get("type") == "object" else {}
-        self.parameters = {"type": "object", "properties": {}, **schema}
+        self.parameters = usable_schema(tool.input_schema)
 
     def run(self, args: dict[str, Any], ctx: ToolContext) -> ToolResult:
         try:
@@ -63,6 +64,18 @@ class McpTool(ToolBase):
             {"error": "mcp_unavailable" if kind == "unavailable" else "mcp_failed"},
             events,
         )
+
+
+def usable_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """The server's schema for the arguments, or any object when it is not a valid object schema
+    (the server then judges the arguments itself)."""
+    try:
+        jsonschema.Draft202012Validator.check_schema(schema)
+    except jsonschema.SchemaError:
+        return {"type": "object", "properties": {}}
+    if schema.get("type") != "object":
+        return {"type": "object", "properties": {}}
+    return {"properties": {}, **schema}
 
 
 def result_text(result: Any) -> str:

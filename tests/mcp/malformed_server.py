@@ -7,6 +7,12 @@ import json
 import sys
 
 TOOL = {"name": "broken", "description": "Answers with malformed data.", "inputSchema": {"type": "object"}}
+# A schema no validator accepts: the tool still appears, taking any object.
+ODD = {
+    "name": "odd",
+    "description": "A bad schema.",
+    "inputSchema": {"type": "object", "properties": {"x": {"type": 5}}},
+}
 
 
 def send(message: dict) -> None:
@@ -26,7 +32,9 @@ for line in sys.stdin:
             "serverInfo": {"name": "malformed", "version": "0"},
         }
     elif method == "tools/list":
-        result = {"tools": [TOOL]}
+        result = {"tools": [TOOL, ODD]}
+    elif method == "tools/call" and request["params"]["name"] == "odd":
+        result = {"content": [{"type": "text", "text": "odd answered"}]}
     elif method == "tools/call":
         sys.stdout.write("{this is not json\n")
         result = {"content": "not a list", "isError": "maybe"}

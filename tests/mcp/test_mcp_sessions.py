@@ -182,19 +182,21 @@ def test_failing_servers_leave_the_run_going(tmp_path, repo):
             ("mcp__slow__hang", {}),
             ("mcp__slow__echo", {"text": "still there"}),
             ("mcp__broken__broken", {}),
+            ("mcp__broken__odd", {"x": 1}),
             ("mcp__missing__anything", {}),
         ],
         "--permission-mode", "full-auto",
     )  # fmt: skip
     assert code == 0, stderr
     assert time.monotonic() - started < 90
-    before, crash, after, hang, still, broken, missing = results(events)
+    before, crash, after, hang, still, broken, odd, missing = results(events)
     assert before["ok"] and before["output"] == "echo: before"
     assert not crash["ok"] and "MCP server 'crashy'" in crash["output"]
     assert not after["ok"] and "unavailable" in after["output"]
     assert not hang["ok"] and "timed out" in hang["output"]
     assert still["ok"] and still["output"] == "echo: still there"
     assert not broken["ok"] and "MCP server 'broken'" in broken["output"]
+    assert odd["ok"] and odd["output"] == "odd answered"
     assert not missing["ok"] and "unknown tool" in missing["output"].lower()  # never started: no tools
     messages = statuses(events)
     for name in ("missing", "stuck"):
