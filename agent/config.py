@@ -46,6 +46,28 @@ class HookSpec(BaseModel):
         return value
 
 
+class McpServerSettings(BaseModel):
+    """One `[mcp_servers.NAME]` table: a local server (`command`, over stdio) or a remote one (`url`,
+    streamable HTTP). Header values may name environment variables as `${VAR}`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    command: str | None = None
+    args: list[str] = []
+    env: dict[str, str] = {}
+    cwd: str | None = None  # relative to the workspace; default the workspace
+    url: str | None = None
+    headers: dict[str, str] = {}
+    startup_timeout: float = 30.0  # seconds for the server to start and list its tools
+    tool_timeout: float = 120.0  # seconds for one tool call
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> McpServerSettings:
+        if (self.command is None) == (self.url is None):
+            raise ValueError("an MCP server needs either command (stdio) or url (streamable HTTP)")
+        return self
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -99,6 +121,8 @@ class Settings(BaseModel):
     # Private or local hosts and addresses web_fetch may reach; not taken from the project's file.
     web_fetch_allow_hosts: list[str] = []
     hooks: dict[HookEvent, list[HookSpec]] = {}  # agent/planner/hooks.py; every layer's hooks run
+
+    mcp_servers: dict[str, McpServerSettings] = {}
 
     @field_validator("docker_memory", "docker_disk")
     @classmethod
@@ -246,5 +270,9 @@ def load_settings(
         except ValidationError as exc:
             problems = "; ".join(_describe_problem(e) for e in exc.errors())
             raise ConfigError(f"invalid settings from {source}: {problems}") from None
+        # Servers are merged by name: a project's file adds to the user's servers.
+        servers = {**merged.get("mcp_servers", {}), **values.get("mcp_servers", {})}
         merged.update(values)
+        if servers:
+            merged["mcp_servers"] = servers
     return Settings.model_validate(merged)

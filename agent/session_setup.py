@@ -18,6 +18,9 @@ from agent.config import Settings, user_config_dir
 from agent.event_redaction import RedactedEvents
 from agent.events import FinalResult, SessionStart, Status, TodoUpdate, messages_from_events
 from agent.loop import AgentLoop
+from agent.mcp.launch import header_secrets
+from agent.mcp.servers import McpServers
+from agent.mcp.tools import server_tools, startup_problems
 from agent.permissions import PermissionPolicy, Rule
 from agent.planner.compaction import ContextBudget
 from agent.planner.final_answer import AnswerGate, AnswerRules
@@ -135,6 +138,7 @@ class AgentSession:
     writer: SessionWriter
     redactor: Redactor  # everything the session writes or returns passed through it
     owns_backend: bool = False  # made by start_session, so closed with the session
+    mcp: McpServers | None = None  # the configured MCP servers, stopped with the session
 
     def sync_back(self) -> str | None:
         """With a copied Docker workspace: bring the run's changes back to the host workspace, and
@@ -162,6 +166,8 @@ class AgentSession:
 
     def close(self) -> None:
         kill_all_jobs(self.loop.ctx)  # background commands do not outlive the session
+        if self.mcp is not None:
+            self.mcp.close()
         self.writer.close()
         self.sandbox.close()
         if self.owns_backend:
@@ -202,7 +208,11 @@ def start_session(
     writer = SessionWriter(session_id)
     sandbox = sandbox or make_sandbox(settings, workspace)
     # Credentials in our environment and the sandbox's, and the backend's own key by any name.
-    redactor = Redactor.for_environment({**os.environ, **sandbox.env}, extra=backend.credentials())
+    # Header values MCP servers take from the environment are secrets whatever they are called.
+    redactor = Redactor.for_environment(
+        {**os.environ, **sandbox.env},
+        extra={**backend.credentials(), **header_secrets(settings.mcp_servers)},
+    )
     policy = PermissionPolicy(
         mode,
         [Rule.parse(r) for r in settings.allow],
@@ -241,10 +251,16 @@ def start_session(
         settings.hooks, sandbox, session_id=session_id, emit=emit_all, redactor=redactor, env=COMMAND_ENV
     )
     subagents = Subagents()
+    mcp = start_mcp_servers(settings, sandbox, workspace)
     loop = AgentLoop(
         backend,
         ctx,
-        tools=[*session_tools(settings), TodoTool(), subagents.task_tool()],
+        tools=[
+            *session_tools(settings),
+            TodoTool(),
+            subagents.task_tool(),
+            *(server_tools(mcp) if mcp else []),
+        ],
         system_prompt=system_prompt,
         policy=policy,
         limits=Limits(settings.max_turns, settings.max_tokens, settings.max_cost, settings.max_wall_seconds),
@@ -264,9 +280,34 @@ def start_session(
         hooks=hooks if settings.hooks else None,
     )
     subagents.owner = loop
-    session = AgentSession(session_id, loop, backend, sandbox, writer, redactor, owns_backend)
+    session = AgentSession(session_id, loop, backend, sandbox, writer, redactor, owns_backend, mcp)
     loop.before_result.append(session.sync_back)
     emit_all(SessionStart(session_id, str(workspace), backend.name, backend.model, mode, sandbox.confinement))
+    for problem in startup_problems(mcp) if mcp else []:
+        emit_all(problem)
     if hooks.has("session_start"):
         loop.hook_context = hooks.run("session_start", source="resume" if resume_id else "startup").context
     return session
+
+
+def start_mcp_servers(settings: Settings, sandbox: Sandbox, workspace: Path) -> McpServers | None:
+    """The configured MCP servers, started together (each running or failed when this returns).
+
+    Local servers run confined like the shell (bwrap or Landlock); with a Docker sandbox they run on
+    this host under the best confinement it has, without network (as the containers); with no
+    confinement they run unconfined."""
+    if not settings.mcp_servers:
+        return None
+    confinement, network = sandbox.confinement, getattr(sandbox, "network", "host")
+    if confinement == "docker":
+        from sandbox.confinement.detect import choose
+
+        try:
+            confinement, network = choose(settings.confinement, "none").mode, "none"
+        except SandboxError:
+            confinement = "none"
+    if confinement not in ("bwrap", "landlock"):
+        confinement = "none"
+    servers = McpServers(settings.mcp_servers, os.path.realpath(workspace), confinement, network)
+    servers.start()
+    return servers

@@ -24,6 +24,7 @@ from agent.backends.local.cli import app as model_app
 from agent.backends.m2.cli import app as format_app
 from agent.backends.remote.cli import doctor_command
 from agent.exit_codes import ExitCode
+from agent.mcp.cli import app as mcp_app
 from agent.tools.cli import tool_command
 from evals.cli import app as eval_app
 from sandbox.cli import app as sandbox_app
@@ -257,6 +258,7 @@ app.add_typer(format_app, name="format", help="Render prompts and parse completi
 app.add_typer(model_app, name="model", help="The local M2 model: make, inspect and run checkpoints.")
 app.add_typer(sandbox_app, name="sandbox", help="Docker sandboxes: base images, one-off commands, clean-up.")
 app.add_typer(eval_app, name="eval", help="Replay SWE-style tasks in Docker sandboxes and grade them.")
+app.add_typer(mcp_app, name="mcp", help="MCP servers: list them (status, tools), add one to the config.")
 app.command("tool", help="Run one tool and print its result as JSON.")(tool_command)
 app.command("doctor", help="Check that an endpoint keeps M2's thinking between tool rounds.")(doctor_command)
 

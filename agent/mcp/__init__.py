@@ -1,0 +1,1 @@
+"""Model Context Protocol servers: their tools beside ours, through the official `mcp` SDK."""
