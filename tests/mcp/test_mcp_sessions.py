@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -64,6 +65,17 @@ def repo(tmp_path):
     return make_buggy_repo(tmp_path)
 
 
+def path_without_node(tmp_path: Path) -> Path:
+    """A PATH directory with the confinement's programs (bwrap) and nothing else."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    for program in ("bwrap",):
+        found = shutil.which(program)
+        if found:
+            (bin_dir / program).symlink_to(found)
+    return bin_dir
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -88,6 +100,10 @@ def test_reference_servers_from_pypi(tmp_path, repo):
             "fetch": {
                 "command": sys.executable,
                 "args": ["-m", "mcp_server_fetch", "--ignore-robots-txt", "--allow-private-ips"],
+                # No node on the server's PATH: readabilipy would otherwise run `npm install` into
+                # site-packages on its first use (the network, and a read-only tree under
+                # confinement); its Python extractor needs neither.
+                "env": {"PATH": str(path_without_node(tmp_path))},
             },
         },
     )
