@@ -294,8 +294,9 @@ def start_mcp_servers(settings: Settings, sandbox: Sandbox, workspace: Path) -> 
     """The configured MCP servers, started together (each running or failed when this returns).
 
     Local servers run confined like the shell (bwrap or Landlock); with a Docker sandbox they run on
-    this host under the best confinement it has, without network (as the containers); with no
-    confinement they run unconfined."""
+    this host under the best confinement it has, without network (as the containers), and not at
+    all when it has none: the model's reach must stay in the container. With the shell unconfined
+    (`--sandbox local`) they run unconfined too."""
     if not settings.mcp_servers:
         return None
     confinement, network = sandbox.confinement, getattr(sandbox, "network", "host")
@@ -306,7 +307,9 @@ def start_mcp_servers(settings: Settings, sandbox: Sandbox, workspace: Path) -> 
             confinement, network = choose(settings.confinement, "none").mode, "none"
         except SandboxError:
             confinement = "none"
-    if confinement not in ("bwrap", "landlock"):
+        if confinement == "none":
+            confinement = "refuse"
+    elif confinement not in ("bwrap", "landlock"):
         confinement = "none"
     servers = McpServers(settings.mcp_servers, os.path.realpath(workspace), confinement, network)
     servers.start()

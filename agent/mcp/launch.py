@@ -44,6 +44,11 @@ def stdio_command(
     """(command, args, cwd): confined, the server may write only in the workspace and a private temp
     directory, as the shell's commands (bwrap: a private /tmp; Landlock: `tmpdir`)."""
     assert server.command is not None
+    if confinement == "refuse":
+        raise RuntimeError(
+            "not started: with --sandbox docker, a local MCP server runs on this host, and this host has "
+            "neither bwrap nor Landlock to confine it"
+        )
     cwd = os.path.join(workspace, server.cwd) if server.cwd else workspace
     executable = shutil.which(server.command) or server.command
     if confinement == "landlock":
