@@ -8,6 +8,8 @@ from typing import Any
 
 import jsonschema
 
+from agent.json_limits import loads_limited
+
 # A model often wraps JSON in a fenced block even when told not to: the fence is not the answer.
 FENCE = re.compile(r"^```(?:json)?\s*\n(?P<body>.*)\n```\s*$", re.DOTALL)
 MAX_PROBLEMS = 8
@@ -55,9 +57,9 @@ def check_answer(answer: str, schema: dict[str, Any]) -> tuple[Any, list[str]]:
     if fenced:
         text = fenced.group("body")
     try:
-        value = json.loads(text)
+        value = loads_limited(text)  # JSONDecodeError and UnusableJson (too deep) are ValueErrors
     except ValueError as exc:
-        return None, [f"the answer is not JSON ({exc})"]
+        return None, [f"the answer is not JSON we can use ({exc})"]
     validator = jsonschema.validators.validator_for(schema)(schema)
     problems = [
         f"at {'/'.join(str(p) for p in error.absolute_path) or 'the top'}: {error.message}"

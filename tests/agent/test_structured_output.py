@@ -84,3 +84,10 @@ def test_a_bad_schema_is_bad_usage(tmp_path):
         )
         assert proc.returncode == 2 and says in proc.stderr
         assert json.loads(proc.stdout)["status"] == "usage_error"
+
+
+def test_an_answer_nested_too_deep_is_a_problem_for_the_model_not_a_crash():
+    from agent.planner.structured_output import check_answer
+
+    value, problems = check_answer("[" * 100_000, {"type": "array"})
+    assert value is None and "deeper than" in problems[0]
