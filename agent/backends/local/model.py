@@ -1,4 +1,4 @@
-"""The MiniMax-M2 network in one readable file (shared/docs/m2-model.md is its spec).
+"""The MiniMax-M2 network in one readable file (transformers' MiniMaxM2ForCausalLM is the reference the tests hold it to).
 
 Per layer: pre-norm attention with full-width QK-norm before RoPE, partial rotate-half RoPE and GQA; then
 a sigmoid-routed mixture of SwiGLU experts. A static KV cache is written at `input_pos`; the forward pass

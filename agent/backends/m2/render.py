@@ -1,6 +1,6 @@
 """Messages + tools -> prompt string, byte-identical to the official chat templates.
 
-The official templates (shared/fixtures/m2/) are the specification; the tests render hundreds of
+The official templates (copied into tests/fixtures/m2/) are the specification; the tests render hundreds of
 conversations through both and compare bytes. Where a template does something surprising, the
 comment says which template line it mirrors.
 """
