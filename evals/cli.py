@@ -1,7 +1,7 @@
 """`mmx-agent eval ...`: run a suite, validate a suite, re-grade saved outputs, render a report.
 
-stdout carries one JSON object (the summary, or the validation verdict); progress, one line per
-finished task, and errors go to stderr. Exit status: 0 done (whatever the resolve rate), 1 some
+stdout carries one JSON object (the summary, the validation verdict, or the report files
+written); progress, one line per finished task, and errors go to stderr. Exit status: 0 done (whatever the resolve rate), 1 some
 tasks hit infrastructure failures (run the same command again to retry them) or a suite is not
 valid, 2 bad usage or input, 3 no Docker engine.
 """
