@@ -250,6 +250,9 @@ def report(
     ),
     html: Path = typer.Option(None, "--html", help="Write the self-contained HTML report here."),
     markdown: Path = typer.Option(None, "--markdown", help="Write the summary tables in Markdown here."),
+    trajectories: bool = typer.Option(
+        True, "--trajectories/--no-trajectories", help="Include each job's trajectory in the HTML page."
+    ),
 ) -> None:
     """Render eval outputs as one offline HTML page (and Markdown tables); print the files written as JSON."""
     from evals.report import missing_dependencies
@@ -263,7 +266,9 @@ def report(
     from evals.report.build import write_reports
 
     try:
-        written = write_reports(list(outputs), html_path=html, markdown_path=markdown)
+        written = write_reports(
+            list(outputs), html_path=html, markdown_path=markdown, trajectories=trajectories
+        )
     except OSError as e:
         raise ValueError(f"cannot read the outputs or write the report: {e}") from None
     _emit(written)

@@ -59,7 +59,7 @@ def _test_output_tail(job: Job) -> str | None:
     return text[-TEST_OUTPUT_TAIL:]
 
 
-def _job_view(job: Job) -> dict[str, Any]:
+def _job_view(job: Job, trajectories: bool) -> dict[str, Any]:
     patch = job.read_patch()
     trajectory = job.trajectory_path
     return {
@@ -80,12 +80,13 @@ def _job_view(job: Job) -> dict[str, Any]:
         "patch_state": "no patch submitted"
         if patch is None
         else ("empty patch" if not patch.strip() else None),
-        "steps": read_steps(trajectory) if trajectory else None,
+        "steps": read_steps(trajectory) if trajectory and trajectories else None,
+        "has_trajectory": trajectory is not None,
         "test_output": _test_output_tail(job),
     }
 
 
-def _instance_rows(output: EvalOutput) -> list[dict[str, Any]]:
+def _instance_rows(output: EvalOutput, trajectories: bool) -> list[dict[str, Any]]:
     rows = []
     for instance_id in output.instance_ids:
         jobs = [output.job(run, instance_id) for run in range(1, output.runs + 1)]
@@ -95,13 +96,14 @@ def _instance_rows(output: EvalOutput) -> list[dict[str, Any]]:
                 "repo": output.repos.get(instance_id, ""),
                 "resolved": sum(j.resolved for j in jobs),
                 "outcomes": [(j.outcome, j.outcome.replace(" ", "-")) for j in jobs],
-                "jobs": [_job_view(j) for j in jobs],
+                "jobs": [_job_view(j, trajectories) for j in jobs],
             }
         )
     return rows
 
 
-def render(outputs: list[EvalOutput]) -> str:
+def render(outputs: list[EvalOutput], *, trajectories: bool = True) -> str:
+    """The page; without trajectories it stays small for a run of thousands of jobs."""
     repo_rates = [stats.per_repository(o) for o in outputs]
     distributions = [stats.distributions(o) for o in outputs]
     infra = [stats.infra_failures_by_kind(o) for o in outputs]
@@ -127,7 +129,7 @@ def render(outputs: list[EvalOutput]) -> str:
                 "repos": charts.per_repository(outputs, repo_rates),
                 "distributions": charts.distributions(outputs, distributions),
             },
-            instances=[_instance_rows(o) for o in outputs],
+            instances=[_instance_rows(o, trajectories) for o in outputs],
             diff_css=Markup(DIFF_FORMATTER.get_style_defs(".diff")),
         )
     )

@@ -94,7 +94,11 @@ class Job:
         return path if path.is_file() else None
 
     def read_patch(self) -> str | None:
-        return self.folder.read_patch()
+        """As JobDir.read_patch, with the agent record already read (a malformed one reads as none)."""
+        if self.agent and self.agent.patch_is_None:
+            return None
+        path = self.folder.path / "patch.diff"
+        return path.read_bytes().decode("utf-8", "surrogateescape") if path.is_file() else None
 
     def failing_tests(self) -> dict[str, list[str]]:
         """Tests the verdict needed that did not go its way, by list (FAIL_TO_PASS, PASS_TO_PASS)."""
@@ -174,11 +178,12 @@ def load_output(path: Path) -> EvalOutput:
     for run in range(1, runs + 1):
         for instance_id in instance_ids:
             folder = store.job(run, instance_id)
+            entry = _safe(folder.read_report)
             output.jobs[(run, instance_id)] = Job(
                 run,
                 instance_id,
                 folder,
-                folder.read_report(),
+                entry if isinstance(entry, dict) else None,
                 _safe(folder.read_agent),
                 _safe(folder.read_grading),
             )

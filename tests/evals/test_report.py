@@ -326,3 +326,29 @@ def test_a_real_run_of_the_mmx_agent_renders_with_its_trajectory_inert(
     assert "1/1 resolved" in text
     assert text.count(HOSTILE) >= 3  # the echoed tool result, the reasoning, the final answer
     assert "return a / b  # </pre><script>" in text  # the diff, as text
+
+
+def test_trajectories_can_be_left_out_of_a_large_report(tmp_path):
+    output = write_output(tmp_path / "k", K_RUNS, trajectory=Trajectory(tool_output="UNIQUE-TOOL-OUTPUT"))
+    page = tmp_path / "small.html"
+    report_cli(str(output), "--html", str(page), "--no-trajectories")
+    text = page.read_text()
+    assert "UNIQUE-TOOL-OUTPUT" not in text and text.count("Trajectory left out") == 12
+
+
+def test_outputs_killed_before_any_job_finished_or_with_broken_job_files_render(tmp_path):
+    started = tmp_path / "started"
+    started.mkdir()
+    (started / "run.json").write_text(
+        json.dumps({"title": "t", "agent": "mmx", "runs": 2, "instance_ids": ["a", "b"]})
+    )
+    broken = write_output(tmp_path / "broken", K_RUNS)
+    (broken / "run-1" / "calc-1" / "report.json").write_text('{"calc-1": "not an entry"}')
+    (broken / "run-2" / "calc-1" / "agent.json").write_text(
+        '{"agent": "x", "infra_failure": {"kind": "oom"}}'
+    )
+    (broken / "run-3" / "calc-1" / "grading.json").write_text("{half written")
+    page, markdown = tmp_path / "r.html", tmp_path / "r.md"
+    report_cli(str(started), str(broken), "--html", str(page), "--markdown", str(markdown))
+    assert "| started | `mmx` | 2 | 2 | 0.0% | 0.0% |" in markdown.read_text()
+    assert page.read_text().count('<span class="badge not-finished">not finished</span>') >= 5
