@@ -37,6 +37,7 @@ def resolve_rates(outputs: list[EvalOutput]) -> str:
             [index + 0.15], [summary.mean], yerr=[summary.stderr or 0.0], fmt="D", color=color, capsize=5
         )
     axes.set_xticks(range(len(outputs)), [o.label for o in outputs], rotation=15, ha="right")
+    axes.set_xlim(-0.5, len(outputs) - 0.35)
     axes.set_ylim(-0.05, 1.05)
     axes.set_ylabel("resolve rate")
     axes.set_title("Resolve rate per run (dots), mean ± standard error (diamond)")
