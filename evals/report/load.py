@@ -35,13 +35,10 @@ class Job:
     grading: GradingRecord | None
 
     @property
-    def infra_failure(self) -> dict[str, str] | None:
+    def infra_failure(self) -> dict[str, Any] | None:
+        """As the run report counts it: only a finished job's verdict says so."""
         failure = (self.entry or {}).get("infra_failure")
-        if failure:
-            return failure
-        if self.agent and self.agent.infra_failure and self.entry is None:
-            return self.agent.infra_failure.to_json()
-        return None
+        return failure if isinstance(failure, dict) else None
 
     @property
     def resolved(self) -> bool:
