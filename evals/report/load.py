@@ -99,12 +99,15 @@ class Job:
 
     def failing_tests(self) -> dict[str, list[str]]:
         """Tests the verdict needed that did not go its way, by list (FAIL_TO_PASS, PASS_TO_PASS)."""
-        status = (self.entry or {}).get("tests_status") or {}
-        return {
-            name: list(status.get(name, {}).get("failure") or [])
-            for name in ("FAIL_TO_PASS", "PASS_TO_PASS")
-            if isinstance(status.get(name), dict) and status[name].get("failure")
-        }
+        status = (self.entry or {}).get("tests_status")
+        if not isinstance(status, dict):
+            return {}
+        failing = {}
+        for name in ("FAIL_TO_PASS", "PASS_TO_PASS"):
+            tests = status[name].get("failure") if isinstance(status.get(name), dict) else None
+            if tests:
+                failing[name] = [str(t) for t in tests] if isinstance(tests, list) else [str(tests)]
+        return failing
 
 
 def _number(value: Any) -> float | None:
