@@ -246,7 +246,9 @@ def grade(
 @_reports_errors
 def report(
     outputs: list[Path] = typer.Argument(
-        ..., help="`eval run` output directories; with two or more, each is compared with the first."
+        ...,
+        metavar="OUTPUT...",
+        help="`eval run` output directories; with two or more, each is compared with the first.",
     ),
     html: Path = typer.Option(None, "--html", help="Write the self-contained HTML report here."),
     markdown: Path = typer.Option(None, "--markdown", help="Write the summary tables in Markdown here."),
