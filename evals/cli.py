@@ -247,7 +247,7 @@ def grade(
 def report(
     outputs: list[Path] = typer.Argument(
         ...,
-        metavar="OUTPUT...",
+        metavar="OUTPUT",
         help="`eval run` output directories; with two or more, each is compared with the first.",
     ),
     html: Path = typer.Option(None, "--html", help="Write the self-contained HTML report here."),
