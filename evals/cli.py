@@ -1,7 +1,7 @@
-"""`mmx-agent eval ...`: run a suite, validate a suite, re-grade saved outputs.
+"""`mmx-agent eval ...`: run a suite, validate a suite, re-grade saved outputs, render a report.
 
-stdout carries one JSON object (the summary, or the validation verdict); progress, one line per
-finished task, and errors go to stderr. Exit status: 0 done (whatever the resolve rate), 1 some
+stdout carries one JSON object (the summary, the validation verdict, or the report files
+written); progress, one line per finished task, and errors go to stderr. Exit status: 0 done (whatever the resolve rate), 1 some
 tasks hit infrastructure failures (run the same command again to retry them) or a suite is not
 valid, 2 bad usage or input, 3 no Docker engine.
 """
@@ -240,3 +240,37 @@ def grade(
     _emit({"output": str(output), **summary})
     if summary["infra_failures"]:
         raise typer.Exit(ExitCode.ERROR)
+
+
+@app.command()
+@_reports_errors
+def report(
+    outputs: list[Path] = typer.Argument(
+        ...,
+        metavar="OUTPUT",
+        help="`eval run` output directories; with two or more, each is compared with the first.",
+    ),
+    html: Path = typer.Option(None, "--html", help="Write the self-contained HTML report here."),
+    markdown: Path = typer.Option(None, "--markdown", help="Write the summary tables in Markdown here."),
+    trajectories: bool = typer.Option(
+        True, "--trajectories/--no-trajectories", help="Include each job's trajectory in the HTML page."
+    ),
+) -> None:
+    """Render eval outputs as one offline HTML page (and Markdown tables); print the files written as JSON."""
+    from evals.report import missing_dependencies
+
+    if html is None and markdown is None:
+        raise ValueError("give --html FILE and/or --markdown FILE")
+    if missing := missing_dependencies():
+        raise ValueError(
+            f"the report needs {', '.join(missing)}: install the extra with pip install 'mmx-agent[report]'"
+        )
+    from evals.report.build import write_reports
+
+    try:
+        written = write_reports(
+            list(outputs), html_path=html, markdown_path=markdown, trajectories=trajectories
+        )
+    except OSError as e:
+        raise ValueError(f"cannot read the outputs or write the report: {e}") from None
+    _emit(written)
