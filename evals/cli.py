@@ -219,6 +219,22 @@ def validate(
         raise typer.Exit(ExitCode.ERROR)
 
 
+def _cross_check(output: Path, *, from_logs: bool) -> None:
+    from evals.cross_check import cross_check
+    from evals.regrade import regrade
+
+    summary = regrade(output, from_logs=True) if from_logs else {}
+    result = cross_check(output)
+    _emit({"output": str(output), **summary, "cross_check": result.to_json()})
+    for item in result.disagree:
+        typer.echo(
+            f"disagree run-{item['run']}/{item['instance_id']}: ours {item['ours']}, swebench {item['swebench']}",
+            err=True,
+        )
+    if result.disagree:
+        raise typer.Exit(ExitCode.ERROR)
+
+
 @app.command()
 @_reports_errors
 def grade(
@@ -237,10 +253,19 @@ def grade(
     timeout: float = typer.Option(
         None, "--timeout", min=1, help="Seconds per test run (default: the run's)."
     ),
+    cross_check: bool = typer.Option(
+        False,
+        "--cross-check",
+        help="Grade the saved test logs again with swebench's own grading and report where it disagrees "
+        "(no Docker; after --from-logs when both are given).",
+    ),
 ) -> None:
     """Re-grade the patches saved in an output directory (in fresh containers, or from saved logs)."""
     from evals.regrade import regrade
 
+    if cross_check:
+        _cross_check(output, from_logs=from_logs)
+        return
     try:
         summary = regrade(output, from_logs=from_logs, repos_dir=repos_dir, workers=workers, timeout=timeout)
     except KeyboardInterrupt:

@@ -166,6 +166,15 @@ class EvalRunner:
                     }
             run_report = reports.run_report(ids, entries, patches)
             self.store.write_run_report(run, run_report, preds)
+            evaluated = {
+                i: reports.swebench_instance_report(i, entries[i])
+                for i in ids
+                if i in preds
+                and (preds[i]["model_patch"] or "")
+                and reports.swebench_evaluated(entries.get(i))
+            }
+            swebench_summary = reports.swebench_run_report(ids, entries, preds)
+            self.store.write_swebench_run(run, self.agent.name, swebench_summary, evaluated)
             run_reports.append(run_report)
         summary = reports.summarize(ids, run_reports)
         data = {"title": self.options.title, "agent": self.agent.name, **summary.to_json()}
