@@ -220,3 +220,39 @@ def test_without_the_extra_the_error_names_it(tmp_path, missing, suite, message)
         env={**os.environ, **no_hub(tmp_path)},
     )
     assert message in result.stdout and "pip install 'mmx-agent[swebench]'" in result.stdout, result.stderr
+
+
+# Prepares the cache `datasets` leaves after loading a hub dataset once: the same arrow files and
+# dataset_info.json, made here by its parquet builder and placed where a hub download puts them.
+PREPARE_DATASETS_CACHE = """
+import shutil, sys
+from pathlib import Path
+import datasets
+parquet, cache = sys.argv[1], Path(sys.argv[2])
+datasets.load_dataset("parquet", data_files={"test": parquet}, split="test", cache_dir=str(cache / "built"))
+[built] = (cache / "built" / "parquet").glob("default-*/0.0.0/*/dataset_info.json")
+target = cache / "princeton-nlp___swe-bench_verified" / "default" / "0.0.0" / "0123abcd"
+target.mkdir(parents=True)
+shutil.copy(built, target / "dataset_info.json")
+shutil.copy(built.parent / "parquet-test.arrow", target / "swe-bench_verified-test.arrow")
+"""
+
+
+def test_a_dataset_that_datasets_cached_earlier_is_read_without_a_network(tmp_path):
+    env = {**os.environ, **no_hub(tmp_path), "HF_HUB_OFFLINE": "1"}
+    folder = write_all_formats(tmp_path / "f")
+    cache = tmp_path / "hf-home" / "datasets"
+    prepare = [sys.executable, "-c", PREPARE_DATASETS_CACHE, str(folder / "rows.parquet"), str(cache)]
+    prepared = subprocess.run(prepare, capture_output=True, text=True, timeout=120, env=env)
+    assert prepared.returncode == 0, prepared.stderr[-2000:]
+    env["HF_HUB_OFFLINE"] = ""  # the run finds out by itself that there is no network
+    script = "import sys; from evals.suite import load_tasks; print(len(load_tasks(sys.argv[1])))"
+    result = subprocess.run(
+        [sys.executable, "-c", script, "swe-bench-verified"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == [str(len(ROWS))]
