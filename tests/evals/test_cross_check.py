@@ -153,3 +153,27 @@ def test_instance_reports_have_exactly_the_keys_of_swebench_get_eval_report(runs
     assert set(ours[instance_id]) == set(theirs[instance_id])
     assert set(ours[instance_id]["tests_status"]) == set(theirs[instance_id]["tests_status"])
     assert ours[instance_id]["resolved"] is theirs[instance_id]["resolved"] is True
+
+
+def test_a_task_without_a_prediction_is_incomplete_and_a_null_patch_empty_as_swebench_counts(
+    synthetic_suite, tmp_path
+):
+    predictions = tmp_path / "preds.jsonl"
+    predictions.write_text(
+        json.dumps({"instance_id": "mmx-evals__calc-1", "model_name_or_path": "m/x", "model_patch": None})
+    )
+    output = tmp_path / "out"
+    # No task has a patch to grade, so nothing needs an image.
+    result = cli("run", str(synthetic_suite.suite), "--predictions", str(predictions), "-o", str(output))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads((output / "preds.json").read_text()) == {
+        "mmx-evals__calc-1": {
+            "instance_id": "mmx-evals__calc-1",
+            "model_name_or_path": "m/x",
+            "model_patch": None,
+        }
+    }
+    report = json.loads((output / "m__x.run-1.json").read_text())
+    assert report["incomplete_ids"] == ["mmx-evals__textkit-1", "mmx-evals__textkit-2"]
+    assert report["empty_patch_ids"] == report["submitted_ids"] == ["mmx-evals__calc-1"]
+    assert report["completed_instances"] == report["error_instances"] == 0
