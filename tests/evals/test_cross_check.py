@@ -177,3 +177,18 @@ def test_a_task_without_a_prediction_is_incomplete_and_a_null_patch_empty_as_swe
     assert report["incomplete_ids"] == ["mmx-evals__textkit-1", "mmx-evals__textkit-2"]
     assert report["empty_patch_ids"] == report["submitted_ids"] == ["mmx-evals__calc-1"]
     assert report["completed_instances"] == report["error_instances"] == 0
+
+
+def test_cross_check_without_swebench_or_without_a_run_is_bad_usage(tmp_path):
+    script = (
+        "import sys; sys.modules['swebench'] = None\n"
+        "from pathlib import Path\nfrom evals.cross_check import cross_check\n"
+        "try:\n    cross_check(Path(sys.argv[1]))\nexcept ValueError as e:\n    print(e)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=120
+    )
+    assert "pip install 'mmx-agent[swebench]'" in result.stdout, result.stderr[-2000:]
+    result = cli("grade", str(tmp_path), "--cross-check")
+    assert result.returncode == 2 and "is not an `eval run` output directory" in result.stderr
+    assert result.stdout == ""
