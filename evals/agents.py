@@ -44,6 +44,9 @@ hidden tests: do not edit existing tests to make them pass. Keep the change mini
 When you are done, reply with a short summary of the change."""
 
 
+NO_PREDICTION = "no_prediction"  # the status of a task the predictions file does not mention
+
+
 class PredictionsError(ValueError):
     """The predictions file cannot be read."""
 
@@ -148,7 +151,7 @@ class PredictionsAgent:
 
     def solve(self, task, instance, workdir, client) -> AgentOutput:
         if task.instance_id not in self.predictions:
-            return AgentOutput(None, "no_prediction")
+            return AgentOutput(None, NO_PREDICTION)
         return AgentOutput(self._patch(task), "submitted")
 
 

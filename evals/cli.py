@@ -77,7 +77,9 @@ def _settings(flags: dict[str, Any]):
 @_reports_errors
 def run(
     suite: str = typer.Argument(
-        ..., help="Suite: a JSON list, a JSONL file, a directory of task files, or a built-in name."
+        ...,
+        help="Suite: a JSON, JSONL or parquet file of instances, a directory of them, hf:NAME[:SPLIT], "
+        "or a built-in name (pypi-fixes, swe-bench-lite, swe-bench-verified, swe-bench).",
     ),
     output: Path = typer.Option(..., "--output", "-o", help="Output directory (rerun into it to resume)."),
     agent: str = typer.Option("mmx", "--agent", help="mmx | gold | empty."),
@@ -102,6 +104,10 @@ def run(
     instance_ids: list[str] = typer.Option(
         None, "--instance-ids", help="Only these tasks (repeat or comma-separate)."
     ),
+    slice_spec: str = typer.Option(
+        None, "--slice", help="Only tasks START:STOP[:STEP] of the suite (after --instance-ids, --shuffle)."
+    ),
+    shuffle: int = typer.Option(None, "--shuffle", help="Shuffle the tasks with this seed (before --slice)."),
     timeout: float = typer.Option(
         1800.0, "--timeout", min=1, help="Seconds per task for the agent, and again for the test run."
     ),
@@ -129,7 +135,7 @@ def run(
 
     if predictions is not None and agent not in ("mmx",):
         raise ValueError("give either --agent or --predictions, not both")
-    tasks = load_suite(suite, instance_ids)
+    tasks = load_suite(suite, instance_ids, slice_spec=slice_spec, shuffle_seed=shuffle)
     settings = None
     if predictions is None and agent == "mmx":
         flags = {
@@ -180,6 +186,8 @@ def validate(
     ),
     workers: int = typer.Option(1, "--workers", min=1, help="Tasks run at once."),
     instance_ids: list[str] = typer.Option(None, "--instance-ids", help="Only these tasks."),
+    slice_spec: str = typer.Option(None, "--slice", help="Only tasks START:STOP[:STEP] of the suite."),
+    shuffle: int = typer.Option(None, "--shuffle", help="Shuffle the tasks with this seed (before --slice)."),
     timeout: float = typer.Option(1800.0, "--timeout", min=1, help="Seconds per test run."),
 ) -> None:
     """Check a suite: gold resolves every task every run, the base none, and no test is flaky."""
@@ -187,7 +195,7 @@ def validate(
     from evals.suite import load_suite
     from evals.validation import validate as validate_suite
 
-    tasks = load_suite(suite, instance_ids)
+    tasks = load_suite(suite, instance_ids, slice_spec=slice_spec, shuffle_seed=shuffle)
     _check_engine()
     with tempfile.TemporaryDirectory(prefix="mmx-validate-") as scratch:
         base = output or Path(scratch)
@@ -211,6 +219,22 @@ def validate(
         raise typer.Exit(ExitCode.ERROR)
 
 
+def _cross_check(output: Path, *, from_logs: bool) -> None:
+    from evals.cross_check import cross_check
+    from evals.regrade import regrade
+
+    summary = regrade(output, from_logs=True) if from_logs else {}
+    result = cross_check(output)
+    _emit({"output": str(output), **summary, "cross_check": result.to_json()})
+    for item in result.disagree:
+        typer.echo(
+            f"disagree run-{item['run']}/{item['instance_id']}: ours {item['ours']}, swebench {item['swebench']}",
+            err=True,
+        )
+    if result.disagree:
+        raise typer.Exit(ExitCode.ERROR)
+
+
 @app.command()
 @_reports_errors
 def grade(
@@ -229,10 +253,19 @@ def grade(
     timeout: float = typer.Option(
         None, "--timeout", min=1, help="Seconds per test run (default: the run's)."
     ),
+    cross_check: bool = typer.Option(
+        False,
+        "--cross-check",
+        help="Grade the saved test logs again with swebench's own grading and report where it disagrees "
+        "(no Docker; after --from-logs when both are given).",
+    ),
 ) -> None:
     """Re-grade the patches saved in an output directory (in fresh containers, or from saved logs)."""
     from evals.regrade import regrade
 
+    if cross_check:
+        _cross_check(output, from_logs=from_logs)
+        return
     try:
         summary = regrade(output, from_logs=from_logs, repos_dir=repos_dir, workers=workers, timeout=timeout)
     except KeyboardInterrupt:

@@ -156,3 +156,78 @@ def summary_markdown(title: str, agent: str, summary: Summary, run_reports: list
     lines += ["", "| task | resolved in runs |", "|---|---|"]
     lines += [f"| {task} | {count}/{summary.runs} |" for task, count in summary.per_task.items()]
     return "\n".join(lines) + "\n"
+
+
+# -- the layout of SWE-bench's run_evaluation --------------------------------------------------------
+#
+# OUTPUT/<model>.<run_id>.json and OUTPUT/logs/run_evaluation/<run_id>/<model>/<instance_id>/report.json,
+# with exactly the keys swebench's make_run_report and get_eval_report write, counted by its rules:
+# an empty patch is not evaluated (empty_patch, not completed), and an instance without a report
+# (an infrastructure failure, a patch that did not apply) is an error.
+
+SWEBENCH_INSTANCE_KEYS = (
+    "patch_is_None",
+    "patch_exists",
+    "patch_successfully_applied",
+    "resolved",
+    "tests_status",
+)
+
+
+def swebench_model_dir(model_name: str) -> str:
+    return model_name.replace("/", "__")  # as run_evaluation names the folder and the report
+
+
+def swebench_evaluated(entry: dict[str, Any] | None) -> bool:
+    """Whether SWE-bench's harness would have written a report for this job: tests ran on a patch."""
+    return bool(
+        entry
+        and not entry.get("infra_failure")
+        and entry.get("patch_exists")
+        and entry.get("patch_successfully_applied")
+    )
+
+
+def swebench_instance_report(instance_id: str, entry: dict[str, Any]) -> dict[str, Any]:
+    return {instance_id: {key: entry[key] for key in SWEBENCH_INSTANCE_KEYS}}
+
+
+def swebench_run_report(
+    instance_ids: list[str], entries: dict[str, dict[str, Any]], predictions: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    """make_run_report's summary of one run, from our per-instance entries and the predictions."""
+    ids: dict[str, set[str]] = {
+        name: set() for name in ("completed", "incomplete", "empty_patch", "resolved", "unresolved", "error")
+    }
+    for instance_id in instance_ids:
+        prediction = predictions.get(instance_id)
+        if prediction is None:
+            ids["incomplete"].add(instance_id)
+        elif prediction.get("model_patch") in ("", None):
+            ids["empty_patch"].add(instance_id)
+        elif swebench_evaluated(entries.get(instance_id)):
+            ids["completed"].add(instance_id)
+            ids["resolved" if entries[instance_id]["resolved"] else "unresolved"].add(instance_id)
+        else:
+            ids["error"].add(instance_id)
+    report: dict[str, Any] = {
+        "total_instances": len(instance_ids),
+        "submitted_instances": len(predictions),
+        **{
+            f"{name}_instances": len(ids[name])
+            for name in ("completed", "resolved", "unresolved", "empty_patch", "error")
+        },
+        "completed_ids": sorted(ids["completed"]),
+        "incomplete_ids": sorted(ids["incomplete"]),
+        "empty_patch_ids": sorted(ids["empty_patch"]),
+        "submitted_ids": sorted(predictions),
+        "resolved_ids": sorted(ids["resolved"]),
+        "unresolved_ids": sorted(ids["unresolved"]),
+        "error_ids": sorted(ids["error"]),
+        "schema_version": SCHEMA_VERSION,
+        # run_evaluation adds these when it had no Docker client to look for leftovers; ours has none.
+        "unstopped_instances": 0,
+        "unstopped_containers": [],
+        "unremoved_images": [],
+    }
+    return report

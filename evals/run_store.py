@@ -7,6 +7,10 @@ Layout (OUTPUT):
     run-K/report.json, preds.json  SWE-bench run report and predictions of run K
     run-K/<instance_id>/           patch.diff, trajectory.jsonl (mmx), agent.json, eval.sh,
                                    test_output.txt, junit.xml, grading.json, report.json
+    preds.json                     run 1's predictions (SWE-bench's format, by instance id)
+    <model>.run-K.json             run K's report as SWE-bench's run_evaluation writes it, and
+    logs/run_evaluation/run-K/<model>/<instance_id>/   its per-instance folders (report.json,
+                                   patch.diff, eval.sh, test_output.txt)
 
 A job's report.json is written last, so it exists only for finished jobs (`JobDir.read_report`).
 """
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import threading
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -23,6 +28,7 @@ from typing import Any
 
 from evals.grading import Grade
 from evals.infra_failure import InfraFailure
+from evals.reports import swebench_model_dir
 from evals.task import Task, parse_task
 
 
@@ -189,6 +195,34 @@ class RunStore:
     def write_run_report(self, run: int, report: dict[str, Any], preds: dict[str, Any]) -> None:
         write_json(self.run_dir(run) / "report.json", report)
         write_json(self.run_dir(run) / "preds.json", preds)
+        if run == 1:
+            write_json(self.output / "preds.json", preds)
+
+    @staticmethod
+    def swebench_run_id(run: int) -> str:
+        return f"run-{run}"
+
+    def swebench_report_path(self, run: int, model_name: str) -> Path:
+        return self.output / f"{swebench_model_dir(model_name)}.{self.swebench_run_id(run)}.json"
+
+    def swebench_instance_dir(self, run: int, model_name: str, instance_id: str) -> Path:
+        run_id = self.swebench_run_id(run)
+        return self.output / "logs" / "run_evaluation" / run_id / swebench_model_dir(model_name) / instance_id
+
+    def write_swebench_run(
+        self, run: int, model_name: str, summary: dict[str, Any], instance_reports: dict[str, dict[str, Any]]
+    ) -> None:
+        """Run K in run_evaluation's layout, rewritten whole: a job that is no longer evaluated
+        (retried into an infrastructure failure, say) leaves no stale report behind."""
+        shutil.rmtree(self.output / "logs" / "run_evaluation" / self.swebench_run_id(run), ignore_errors=True)
+        for instance_id, report in instance_reports.items():
+            folder = self.swebench_instance_dir(run, model_name, instance_id)
+            job = self.job(run, instance_id)
+            for name in ("patch.diff", "eval.sh", "test_output.txt"):
+                if (job.path / name).is_file():
+                    write_atomic(folder / name, (job.path / name).read_bytes())
+            write_json(folder / "report.json", report)
+        write_json(self.swebench_report_path(run, model_name), summary)
 
     def write_summary(self, data: dict[str, Any], markdown: str) -> None:
         write_json(self.output / "summary.json", data)

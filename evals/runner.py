@@ -22,7 +22,7 @@ from rich.console import Console
 from agent.backends.base import BackendError
 from agent.secrets import redact
 from evals import reports
-from evals.agents import Agent, AgentOutput
+from evals.agents import NO_PREDICTION, Agent, AgentOutput
 from evals.environments import EnvironmentBuilder, EnvironmentBuildError, InstanceImage
 from evals.grading import GRADER_VERSION, Grade, Grader, infra
 from evals.infra_failure import InfraFailure
@@ -158,7 +158,9 @@ class EvalRunner:
                 if entry:
                     entries[instance_id] = entry
                 patches[instance_id] = job.read_patch()
-                if job.has_agent_output():
+                agent = job.read_agent()
+                # A task the predictions file left out was not submitted (SWE-bench: incomplete).
+                if job.has_agent_output() and not (agent and agent.status == NO_PREDICTION):
                     preds[instance_id] = {
                         "instance_id": instance_id,
                         "model_name_or_path": self.agent.name,
@@ -166,6 +168,15 @@ class EvalRunner:
                     }
             run_report = reports.run_report(ids, entries, patches)
             self.store.write_run_report(run, run_report, preds)
+            evaluated = {
+                i: reports.swebench_instance_report(i, entries[i])
+                for i in ids
+                if i in preds
+                and (preds[i]["model_patch"] or "")
+                and reports.swebench_evaluated(entries.get(i))
+            }
+            swebench_summary = reports.swebench_run_report(ids, entries, preds)
+            self.store.write_swebench_run(run, self.agent.name, swebench_summary, evaluated)
             run_reports.append(run_report)
         summary = reports.summarize(ids, run_reports)
         data = {"title": self.options.title, "agent": self.agent.name, **summary.to_json()}

@@ -154,6 +154,7 @@ def build_repositories(repos_dir: Path) -> dict[str, Any]:
     return info
 
 
+TASK_IDS = ["mmx-evals__textkit-1", "mmx-evals__textkit-2", "mmx-evals__calc-1"]
 SLUG_EXAMPLES = [
     "tests/test_words.py::test_slugify_examples[a  b-a-b]",
     "tests/test_words.py::test_slugify_examples[it's\\n\\nhere-its-here]",
