@@ -119,6 +119,9 @@ def run(
     base_url: str = typer.Option(None, "--base-url", help="mmx agent: the endpoint's /v1 root."),
     replay: str = typer.Option(None, "--replay", help="mmx agent: replay file for --backend replay."),
     max_turns: int = typer.Option(None, "--max-turns", help="mmx agent: most model rounds per task."),
+    images: str = typer.Option(
+        "local", "--images", help="local: images built here; swebench: SWE-bench's published instance images."
+    ),
 ) -> None:
     """Run a suite with an agent (or grade predictions) in Docker sandboxes; print the summary as JSON."""
     from agent.backends.base import BackendError
@@ -155,6 +158,7 @@ def run(
         force=force,
         limits=Limits(cpus=2.0, memory=memory, pids=2048, disk=None),
         title=f"{Path(suite).name}: {chosen.name}",
+        images=images,
     )
     try:
         summary = EvalRunner(tasks, chosen, options).run()

@@ -6,6 +6,11 @@ The instance layer holds the repository at the base commit in /testbed as ONE sn
 other history, no remotes, no tags, so `git log --all` cannot show the future fix) with the task's
 install commands run. Tasks with the same environment share the env image; tasks with the same
 tree, environment and install commands share the instance image.
+
+An environment derived from swebench's specs also gets the source tree's declared build backend
+and dependencies in its wheelhouse (the official harness fetches them online), its Debian
+packages in a base image of their own, and its pre-install commands run before the install.
+With `--images swebench` the instance is instead SWE-bench's published image (published.py).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from dataclasses import dataclass
 import docker
 import docker.errors
 
+from evals.declared_requirements import declared_requirements
 from evals.sources import SourceTree
 from evals.task import Task
 from sandbox import labels
@@ -41,6 +47,9 @@ GENERATED_PATTERNS = ("__pycache__/", "*.py[cod]", ".pytest_cache/", "*.egg-info
 GIT = "git -c core.hooksPath=/dev/null -c commit.gpgsign=false"
 GIT_ENV = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null", "HOME": "/root"}
 INSTALL_ENV = {"PIP_NO_INDEX": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INPUT": "1"}
+# A spec's `pip install -e .` builds with the backend already in the env (no index to fetch it from).
+# pip reads this variable inverted: "0" turns build isolation off.
+SPEC_INSTALL_ENV = {**INSTALL_ENV, "PIP_NO_BUILD_ISOLATION": "0"}
 
 # Appends each NUL-separated path on stdin to .git/info/exclude as a pattern matching it alone.
 EXCLUDE_LEFTOVERS = r"""
@@ -64,6 +73,7 @@ class InstanceImage:
     tag: str
     image_id: str  # the engine's content-addressed id: results are keyed by it
     snapshot_commit: str  # the one commit in /testbed
+    activate: str = ""  # shell commands that turn the image's environment on (published images)
 
 
 def instance_image_tag(env_image_id: str, task: Task, source: SourceTree) -> str:
@@ -74,6 +84,10 @@ def instance_image_tag(env_image_id: str, task: Task, source: SourceTree) -> str
         "install": task.environment.install,
         "message": _snapshot_message(task, source),
     }
+    if task.environment.pre_install:  # only then, so the tags of other tasks stay as they were
+        recipe["pre_install"] = task.environment.pre_install
+    if task.environment.spec:
+        recipe["install_env"] = SPEC_INSTALL_ENV
     return f"{INSTANCE_REPOSITORY}:{content_hash(recipe)}"
 
 
@@ -118,20 +132,26 @@ class EnvironmentBuilder:
                 self._failures[key] = str(e)
                 raise EnvironmentBuildError(str(e)) from e
 
-    def env_image(self, task: Task) -> str:
+    def env_image(self, task: Task, extra_requirements: list[str] | tuple[str, ...] = ()) -> str:
         env = task.environment
         client = self.client()
+        apt = tuple(sorted(env.apt))
         base = self._once(
-            f"base:{env.debian_suite}",
-            lambda: ensure_base_image(client, env.debian_suite, progress=self.progress),
+            f"base:{env.debian_suite}:{apt}",
+            lambda: ensure_base_image(client, env.debian_suite, progress=self.progress, extra_packages=apt),
         )
+        pip = [*env.pip, *(r for r in extra_requirements if r not in env.pip)]
         return self._once(
-            f"env:{base}:{env.pip}",
-            lambda: ensure_env_image(client, env.pip, base=base, progress=self.progress),
+            f"env:{base}:{pip}",
+            lambda: ensure_env_image(client, pip, base=base, progress=self.progress),
         )
 
     def instance_image(self, task: Task, source: SourceTree) -> InstanceImage:
-        env_tag = self.env_image(task)
+        extra: list[str] = []
+        if task.environment.spec:  # the spec's install fetches these online; here they come first
+            extra, notes = declared_requirements(source.path)
+            task.environment.notes += [n for n in notes if n not in task.environment.notes]
+        env_tag = self.env_image(task, extra)
         client = self.client()
         env_image = client.images.get(env_tag)
         tag = instance_image_tag(env_image.id, task, source)
@@ -150,15 +170,25 @@ class EnvironmentBuilder:
         image = client.images.get(tag)
         return InstanceImage(tag, image.id, (image.labels or {}).get(SNAPSHOT_LABEL, ""))
 
+    def published_image(self, task: Task) -> InstanceImage:
+        """SWE-bench's published image for the task, with our thin layer (evals/published.py)."""
+        from evals.published import published_instance
+
+        client = self.client()
+        return published_instance(client, task, self.progress)
+
     def _build_instance(self, client, task: Task, source: SourceTree, env_image, tag: str) -> None:
         with DockerSandbox.create(
             env_image.tags[0], root=REPO_DIR, limits=BUILD_LIMITS, client=client, image_build=True
         ) as box:
             box.copy_in(source.path, REPO_DIR)
             self._exec(box, self._snapshot_script(_snapshot_message(task, source)), "snapshot the repository")
+            for command in task.environment.pre_install:
+                self._exec(box, command, f"pre-install command {command!r}", timeout=INSTALL_SECONDS)
+            install_env = SPEC_INSTALL_ENV if task.environment.spec else INSTALL_ENV
             for command in task.environment.install:
                 self._exec(
-                    box, command, f"install command {command!r}", env=INSTALL_ENV, timeout=INSTALL_SECONDS
+                    box, command, f"install command {command!r}", env=install_env, timeout=INSTALL_SECONDS
                 )
             self._exec(box, self._settle_script(), "record what the install left behind")
             snapshot = self._exec(box, f"{GIT} rev-parse HEAD", "read the snapshot commit").strip()

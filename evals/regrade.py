@@ -76,6 +76,7 @@ def regrade(
         repos_dir=repos_dir,
         force=True,
         title=manifest.get("title", "mmx-agent eval"),
+        images=manifest.get("images", "local"),
     )
     runner = EvalRunner(tasks, SavedPatchAgent(manifest["agent"]), options)
     if from_logs:
