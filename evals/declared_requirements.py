@@ -33,6 +33,10 @@ def declared_requirements(tree: Path) -> tuple[list[str], list[str]]:
             runtime = [str(r) for r in project["dependencies"]]
     if not build and (tree / "setup.py").is_file():
         build = list(SETUP_PY_BUILD)
+    if any(r.lower().startswith("setuptools") for r in build) and not any(
+        r.startswith("wheel") for r in build
+    ):
+        build.append("wheel")  # setuptools before 70.1 asks for it at build time, which isolation would fetch
     if runtime is None:
         runtime = _sdist_metadata_requirements(tree)
     if runtime is None:

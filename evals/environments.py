@@ -15,6 +15,7 @@ With `--images swebench` the instance is instead SWE-bench's published image (pu
 
 from __future__ import annotations
 
+import re
 import shlex
 import threading
 from collections.abc import Callable
@@ -32,7 +33,7 @@ from sandbox.base_image import ensure_base_image
 from sandbox.docker import DockerSandbox, Limits
 from sandbox.engine import connect
 from sandbox.env_image import ensure_env_image
-from sandbox.images import content_hash
+from sandbox.images import ImageBuildError, content_hash
 
 INSTANCE_REPOSITORY = "mmx-agent-instance"
 RECIPE_VERSION = 1  # bump when the build steps below change what ends up in the image
@@ -62,6 +63,8 @@ with open(".git/info/exclude", "a", encoding="utf-8", errors="surrogateescape") 
 """
 
 Progress = Callable[[str], None]
+RELAXED_PINS_AT_MOST = 20
+NO_WHEEL = re.compile(r"No matching distribution found for ([A-Za-z0-9][A-Za-z0-9._-]*)==([0-9][^\s;,]*)")
 
 
 class EnvironmentBuildError(Exception):
@@ -105,6 +108,7 @@ class EnvironmentBuilder:
         self._guard = threading.Lock()
         self._failures: dict[str, str] = {}  # key -> why its build failed in this process
         self._done: dict[str, str] = {}  # key -> the tag built or found
+        self._relaxed: dict[str, list[str]] = {}  # env key -> notes on the spec pins relaxed
         self._local = threading.local()
 
     def client(self) -> docker.DockerClient:
@@ -141,16 +145,44 @@ class EnvironmentBuilder:
             lambda: ensure_base_image(client, env.debian_suite, progress=self.progress, extra_packages=apt),
         )
         pip = [*env.pip, *(r for r in extra_requirements if r not in env.pip)]
-        return self._once(
-            f"env:{base}:{pip}",
-            lambda: ensure_env_image(client, pip, base=base, progress=self.progress),
-        )
+        key = f"env:{base}:{pip}"
+        if not env.spec:
+            return self._once(key, lambda: ensure_env_image(client, pip, base=base, progress=self.progress))
+        tag = self._once(key, lambda: self._spec_env_image(client, key, pip, base))
+        env.notes += [note for note in self._relaxed.get(key, []) if note not in env.notes]
+        return tag
+
+    def _spec_env_image(self, client, key: str, pip: list[str], base: str) -> str:
+        """A spec's pins, each one without a wheel for our Python relaxed to its newest patch release.
+
+        The official harness builds such pins from source in conda; offline, only wheels are had.
+        """
+        notes = self._relaxed.setdefault(key, [])
+        for _ in range(RELAXED_PINS_AT_MOST):
+            try:
+                return ensure_env_image(client, pip, base=base, progress=self.progress)
+            except ImageBuildError as e:
+                missing = NO_WHEEL.search(str(e))
+                pinned = f"{missing[1]}=={missing[2]}".lower() if missing else None
+                index = next((i for i, r in enumerate(pip) if r.replace(" ", "").lower() == pinned), None)
+                if index is None:
+                    raise
+                pip = [*pip[:index], f"{missing[1]}~={missing[2]}", *pip[index + 1 :]]
+                notes.append(
+                    f"{missing[1]}=={missing[2]} has no wheel for this Python: "
+                    f"{missing[1]}~={missing[2]} (the newest compatible release) is used"
+                )
+        raise EnvironmentBuildError(f"more than {RELAXED_PINS_AT_MOST} pins without a wheel: {pip}")
 
     def instance_image(self, task: Task, source: SourceTree) -> InstanceImage:
         extra: list[str] = []
         if task.environment.spec:  # the spec's install fetches these online; here they come first
-            extra, notes = declared_requirements(source.path)
-            task.environment.notes += [n for n in notes if n not in task.environment.notes]
+            from evals.swebench_specs import repository_requirements
+
+            listed, listed_notes = repository_requirements(task, source.path)
+            declared, notes = declared_requirements(source.path)
+            extra = [*listed, *(r for r in declared if r not in listed)]
+            task.environment.notes += [n for n in listed_notes + notes if n not in task.environment.notes]
         env_tag = self.env_image(task, extra)
         client = self.client()
         env_image = client.images.get(env_tag)

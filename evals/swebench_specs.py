@@ -20,6 +20,7 @@ import re
 import shlex
 from collections.abc import Callable, Iterable
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 from evals.task import PYTHON_SUITES, Environment, Task
@@ -144,13 +145,13 @@ def derive_environment(task: Task) -> Environment:
         notes.append(f"the spec asks for Python {spec['python']}; the nearest available, {python}, is used")
     pip: list[str] = []
     packages = str(spec.get("packages") or "")
-    if packages in ("requirements.txt", "environment.yml"):
+    if packages == "environment.yml":
         notes.append(
-            f"the spec installs the repository's {packages}, which the harness downloads from GitHub "
-            "at the environment commit: not reachable offline, so the repository's own declared "
-            "dependencies are installed instead"
+            "the spec creates the conda env from the repository's environment.yml, which the harness "
+            "downloads from GitHub: conda is not used offline, so the spec's pip packages and the "
+            "repository's own declared dependencies are installed instead"
         )
-    elif packages:
+    elif packages and packages != "requirements.txt":  # that one is read from the source tree
         pip += [_conda_to_pip(p) for p in packages.split()]
     pip += [str(p) for p in spec.get("pip_packages") or []]
     test_cmds = spec["test_cmd"] if isinstance(spec["test_cmd"], list) else [spec["test_cmd"]]
@@ -158,7 +159,7 @@ def derive_environment(task: Task) -> Environment:
     eval_commands = [*test_cmds[:-1], *(spec.get("eval_commands") or [])]
     runner = "pytest" if _command_word(test_cmd) in PYTEST_COMMANDS else "directives"
     names = {re.split(r"[<>=!~\[; ]", p, maxsplit=1)[0].lower() for p in pip}
-    if runner == "pytest" and "pytest" not in names:
+    if runner == "pytest" and "pytest" not in names and packages != "requirements.txt":
         pip.append("pytest")
         notes.append(
             "pytest is not in the spec's package list (its requirements file brings it): the newest is used"
@@ -244,3 +245,57 @@ def parse_test_log(task: Task, log: str) -> dict[str, str]:
     if START_TEST_OUTPUT in log:
         log = log.split(START_TEST_OUTPUT, 1)[1].split(END_TEST_OUTPUT, 1)[0]
     return parser(log, _test_spec(task))
+
+
+def _requirement_name(line: str) -> str:
+    return re.split(r"[<>=!~\[; @]", line.strip(), maxsplit=1)[0].lower().replace("_", "-")
+
+
+def repository_requirements(task: Task, tree: Path) -> tuple[list[str], list[str]]:
+    """The requirements file a spec with packages "requirements.txt" installs, read from the source
+    tree (the harness downloads it from GitHub at the environment setup commit), with its `-r`
+    includes and swebench's own clean-up; pins the spec's pip packages override are left out, as
+    the harness installs those afterwards. (requirements, notes)"""
+    environment = task.environment
+    spec = spec_for(task) if environment.spec else {}
+    if spec.get("packages") != "requirements.txt":
+        return [], []
+    runner = ["pytest"] if environment.test_runner == "pytest" else []
+    runner_note = "the requirements file does not bring pytest: the newest is used"
+    from swebench.harness.constants import MAP_REPO_TO_REQS_PATHS
+    from swebench.harness.test_spec.python import clean_requirements
+
+    paths = MAP_REPO_TO_REQS_PATHS.get(task.repo, [])
+    found = next((p for p in paths if (tree / p).is_file()), None)
+    if found is None:
+        return runner, [
+            f"the spec installs the repository's requirements file ({', '.join(paths) or 'unknown path'}), "
+            "which is not in the source tree: only the spec's pip packages and the declared dependencies "
+            "are installed",
+            *([runner_note] if runner else []),
+        ]
+    lines: list[str] = []
+    for line in (tree / found).read_text(encoding="utf-8", errors="replace").splitlines():
+        if line.strip().startswith("-r"):
+            included = (tree / found).parent / line.strip()[2:].strip()
+            if included.is_file():
+                lines += included.read_text(encoding="utf-8", errors="replace").splitlines()
+        else:
+            lines.append(line)
+    text = clean_requirements("\n".join(lines))
+    overridden = {_requirement_name(p) for p in environment.pip}
+    kept = []
+    for line in text.splitlines():
+        line = line.split(" #", 1)[0].strip()
+        if not line or line.startswith(("#", "-", ".")) or _requirement_name(line) in overridden:
+            continue
+        kept.append(line)
+    note = (
+        f"the spec's {found} was read from the source tree at the base commit (the harness downloads "
+        "it from GitHub at the environment setup commit)"
+    )
+    notes = [note]
+    if runner and "pytest" not in {_requirement_name(line) for line in kept} | overridden:
+        kept += runner
+        notes.append(runner_note)
+    return list(dict.fromkeys(kept)), notes
