@@ -128,11 +128,13 @@ def run(
     from evals.agents import make_agent
     from evals.runner import EvalRunner, RunOptions
     from evals.suite import load_suite
+    from evals.swebench_specs import check_derivable
     from sandbox.docker import Limits
 
     if predictions is not None and agent not in ("mmx",):
         raise ValueError("give either --agent or --predictions, not both")
     tasks = load_suite(suite, instance_ids)
+    check_derivable(tasks)  # bad input (exit 2) before the engine is asked for anything
     settings = None
     if predictions is None and agent == "mmx":
         flags = {

@@ -187,6 +187,13 @@ def derive_environment(task: Task) -> Environment:
     )
 
 
+def check_derivable(tasks: Iterable[Task]) -> None:
+    """A SpecError for the first task without an `environment` that none can be derived for."""
+    for task in tasks:
+        if not task.has_environment:
+            derive_environment(task)
+
+
 def complete_environments(tasks: Iterable[Task], progress: Callable[[str], None] = lambda m: None) -> None:
     """Gives every task without an `environment` the one derived from the specs (SpecError if none)."""
     for task in tasks:

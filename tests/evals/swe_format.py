@@ -28,9 +28,11 @@ FLASK_P2P = [
     "tests/test_config.py::test_config_from_mapping",
     "tests/test_config.py::test_config_from_file_json",
 ]
-GET_NAMESPACE_LOOP = "        rv = {}\n        for k, v in self.items():\n            if not k.startswith(namespace):"
+GET_NAMESPACE_LOOP = (
+    "        rv = {}\n        for k, v in self.items():\n            if not k.startswith(namespace):"
+)
 NAMESPACE_FIX = '        if not namespace.endswith("_"):\n            namespace += "_"\n'
-NEW_FLASK_TEST = '''
+NEW_FLASK_TEST = """
 
 def test_get_namespace_without_its_separator():
     app = flask.Flask(__name__)
@@ -38,7 +40,7 @@ def test_get_namespace_without_its_separator():
     app.config["IMAGE_STORE_PATH"] = "/var/app/images"
     got = app.config.get_namespace("IMAGE_STORE")
     assert got == {"type": "fs", "path": "/var/app/images"}
-'''
+"""
 
 DJANGO_ID = "django__django-90001"
 DJANGO_F2P = ["test_collapses_dashes (text_utils.tests.SlugTests.test_collapses_dashes)"]
@@ -60,7 +62,7 @@ here = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [here, os.path.dirname(here)]
 if args.settings:
     __import__(args.settings)
-print("Testing against minidjango installed in %r" % os.path.dirname(here))
+print("Testing against minidjango installed in %r, Python in %r" % (os.path.dirname(here), sys.prefix))
 suite = unittest.defaultTestLoader.loadTestsFromNames(args.labels)
 result = unittest.TextTestRunner(stream=sys.stdout, verbosity=args.verbosity).run(suite)
 sys.exit(not result.wasSuccessful())
@@ -134,7 +136,8 @@ def flask_instance(repos_dir: Path) -> tuple[dict[str, Any], Path]:
         "problem_statement": "Config.get_namespace('IMAGE_STORE') keeps the underscore in its keys "
         "('_type'); it should work like get_namespace('IMAGE_STORE_').",
         "patch": patch_of(
-            tree, {"src/flask/config.py": config.replace(GET_NAMESPACE_LOOP, NAMESPACE_FIX + GET_NAMESPACE_LOOP)}
+            tree,
+            {"src/flask/config.py": config.replace(GET_NAMESPACE_LOOP, NAMESPACE_FIX + GET_NAMESPACE_LOOP)},
         ),
         "test_patch": patch_of(tree, {"tests/test_config.py": tests + NEW_FLASK_TEST}),
         "FAIL_TO_PASS": json.dumps(FLASK_F2P),  # as the datasets store them
@@ -159,7 +162,9 @@ def django_style_instance(repos_dir: Path, scratch: Path) -> tuple[dict[str, Any
         "base_commit": base,
         "problem_statement": "slugify('Hello   World') gives 'hello---world'; repeated spaces should "
         "make one dash.",
-        "patch": patch_of(tree, {"minidjango/text.py": text.replace(text.splitlines()[-1] + "\n", DJANGO_FIX)}),
+        "patch": patch_of(
+            tree, {"minidjango/text.py": text.replace(text.splitlines()[-1] + "\n", DJANGO_FIX)}
+        ),
         "test_patch": patch_of(
             tree, {"tests/text_utils/tests.py": DJANGO_BASE["tests/text_utils/tests.py"] + DJANGO_NEW_TEST}
         ),
