@@ -236,6 +236,39 @@ def evaluate(
     return all_passed and exit_code == 0, tests_status, notes
 
 
+def verdict(
+    task: Task, exit_code: int | None, junit_xml: bytes | str | None, test_output: str
+) -> tuple[dict[str, str], bool, dict, list[str]]:
+    """(outcomes, resolved, tests_status, notes) from what a test run left: the JUnit report (a
+    pytest runner's; a str says why there is none) and the output, read by swebench's log parser
+    where the environment names one."""
+    notes: list[str] = []
+    from_junit = from_log = None
+    if task.environment.test_runner == "pytest":
+        try:
+            if isinstance(junit_xml, str) or junit_xml is None:
+                raise junit.JUnitError(junit_xml or "no report was written")
+            from_junit = junit.outcomes_for(task.tests, junit_xml)
+        except junit.JUnitError as e:
+            notes.append(f"no usable JUnit report, so no test counts as passed: {e}")
+            from_junit = dict.fromkeys(task.tests, junit.MISSING)
+    if task.environment.log_parser:
+        from_log, problems = log_outcomes(task, test_output)
+        notes += problems
+    outcomes = from_junit if from_junit is not None else from_log or {}
+    resolved, tests_status, verdict_notes = evaluate(
+        task, outcomes, exit_code, exit_status_counts=from_junit is not None
+    )
+    notes += verdict_notes
+    if from_junit is not None and from_log is not None:
+        differ = disagreements(task, from_junit, from_log)
+        if differ:
+            resolved = False
+            shown = ", ".join(f"{t} (log {from_log[t]}, JUnit {from_junit[t]})" for t in differ[:10])
+            notes.append(f"tampering: the test log and the JUnit report disagree, so not a pass: {shown}")
+    return outcomes, resolved, tests_status, notes
+
+
 # -- the container work ---------------------------------------------------------------------------
 
 
@@ -356,32 +389,17 @@ class Grader:
         if run.timed_out:
             grade.infra_failure = InfraFailure("timeout", f"the test run took more than {self.timeout:g} s")
             return grade
-        environment = task.environment
-        grade.notes += [f"environment: {note}" for note in environment.notes]
-        from_junit = from_log = None
-        if environment.test_runner == "pytest":
+        grade.notes += [f"environment: {note}" for note in task.environment.notes]
+        junit_xml: bytes | str | None = None
+        if task.environment.test_runner == "pytest":
             try:
-                grade.junit_xml = box.read_file(JUNIT_XML)
-                from_junit = junit.outcomes_for(task.tests, grade.junit_xml)
-            except (SandboxError, junit.JUnitError) as e:
-                grade.notes.append(f"no usable JUnit report, so no test counts as passed: {e}")
-                from_junit = {t: junit.MISSING for t in task.tests}
-        if environment.log_parser:
-            from_log, problems = log_outcomes(task, run.output)
-            grade.notes += problems
-        grade.outcomes = from_junit if from_junit is not None else from_log or {}
-        grade.resolved, grade.tests_status, notes = evaluate(
-            task, grade.outcomes, run.exit_code, exit_status_counts=from_junit is not None
+                junit_xml = grade.junit_xml = box.read_file(JUNIT_XML)
+            except SandboxError as e:
+                junit_xml = f"cannot read it: {e}"
+        grade.outcomes, grade.resolved, grade.tests_status, notes = verdict(
+            task, run.exit_code, junit_xml, run.output
         )
         grade.notes += notes
-        if from_junit is not None and from_log is not None:
-            differ = disagreements(task, from_junit, from_log)
-            if differ:
-                grade.resolved = False
-                shown = ", ".join(f"{t} (log {from_log[t]}, JUnit {from_junit[t]})" for t in differ[:10])
-                grade.notes.append(
-                    f"tampering: the test log and the JUnit report disagree, so not a pass: {shown}"
-                )
         return grade
 
     @staticmethod

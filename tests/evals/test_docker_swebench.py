@@ -13,6 +13,7 @@ import pytest
 from evals.agents import EmptyAgent, GoldAgent
 from evals.environments import GIT_ENV, REPO_DIR
 from evals.grading import Grader
+from evals.regrade import regrade
 from evals.runner import EvalRunner, RunOptions
 from evals.sources import SourceError, materialize
 from evals.swebench_specs import CONDA_ACTIVATE, complete_environments, published_image
@@ -140,6 +141,8 @@ def test_a_django_style_runner_is_graded_by_the_django_log_parser(
     assert "junit" not in script
     assert f"{swe_format.DJANGO_F2P[0]} ... ok" in output
     assert grading["outcomes"] == {t: "passed" for t in swe_format.DJANGO_F2P + swe_format.DJANGO_P2P}
+    again = regrade(tmp_path / "gold", from_logs=True)  # the saved output, read again by the parser
+    assert again["resolved_runs_per_instance"] == {swe_format.DJANGO_ID: 1}, again
 
     empty = run([record], EmptyAgent(), tmp_path / "empty", repos_dir=instances["repos"])
     assert empty["resolved_runs_per_instance"] == {swe_format.DJANGO_ID: 0} and empty["infra_failures"] == 0
