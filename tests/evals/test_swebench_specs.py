@@ -11,7 +11,7 @@ import pytest
 from evals import swebench_specs
 from evals.agents import GoldAgent
 from evals.declared_requirements import declared_requirements
-from evals.grading import Grader, runner_files
+from evals.grading import Grader, runner_files, verdict
 from evals.runner import EvalRunner, RunOptions
 from evals.swebench_specs import SpecError, complete_environments, derive_environment, nearest_python
 from evals.task import parse_task
@@ -165,3 +165,51 @@ def test_declared_requirements_come_from_pyproject_or_sdist_metadata(tmp_path):
     (tmp_path / "c" / "setup.py").write_text("from setuptools import setup\nsetup()\n")
     requirements, notes = declared_requirements(tmp_path / "c")
     assert requirements == ["setuptools", "wheel"] and "not declared statically" in notes[0]
+
+
+def _junit(outcomes: dict[str, str]) -> bytes:
+    cases = "".join(
+        f'<testcase classname="tests.test_config" name="{name}">'
+        + ("" if outcome == "passed" else '<failure message="no"/>')
+        + "</testcase>"
+        for name, outcome in outcomes.items()
+    )
+    return (
+        f'<?xml version="1.0"?><testsuites><testsuite name="pytest">{cases}</testsuite></testsuites>'.encode()
+    )
+
+
+def test_junit_and_the_log_parser_must_agree_for_a_pytest_runner():
+    row = task(
+        instance_id="pallets__flask-1",
+        repo="pallets/flask",
+        version="2.3",
+        FAIL_TO_PASS=["tests/test_config.py::test_new"],
+        PASS_TO_PASS=["tests/test_config.py::test_old"],
+    )
+    complete_environments([row])
+    start, end = swebench_specs.START_TEST_OUTPUT, swebench_specs.END_TEST_OUTPUT
+    honest_log = (
+        f"{start}\nPASSED tests/test_config.py::test_new\nPASSED tests/test_config.py::test_old\n{end}\n"
+    )
+    report = _junit({"test_new": "passed", "test_old": "passed"})
+    outcomes, resolved, _, notes = verdict(row, 0, report, honest_log)
+    assert resolved and outcomes == dict.fromkeys(row.tests, "passed"), notes
+    # The report says the new test failed; the log was made to say it passed: tampering.
+    forged = _junit({"test_new": "failed", "test_old": "passed"})
+    outcomes, resolved, _, notes = verdict(row, 1, forged, honest_log)
+    assert not resolved and any(n.startswith("tampering") for n in notes), notes
+    # No report at all: nothing passes, whatever the log says.
+    _, resolved, _, notes = verdict(row, 0, None, honest_log)
+    assert not resolved and any("no usable JUnit report" in n for n in notes)
+
+
+def test_a_django_runner_is_read_by_the_parser_alone_and_its_exit_status_does_not_count():
+    row = task(PASS_TO_PASS=["test_old (auth_tests.test_validators.UsernameValidatorsTests.test_old)"])
+    complete_environments([row])
+    f2p, p2p = row.FAIL_TO_PASS[0], row.PASS_TO_PASS[0]
+    log = f"{swebench_specs.START_TEST_OUTPUT}\n{f2p} ... ok\n{p2p} ... ok\nother (x.Y.other) ... FAIL\n"
+    outcomes, resolved, _, notes = verdict(row, 1, None, log)  # another test in the module failed
+    assert resolved and outcomes == {f2p: "passed", p2p: "passed"}, notes
+    outcomes, resolved, _, _ = verdict(row, 0, None, log.replace(f"{f2p} ... ok", f"{f2p} ... FAIL"))
+    assert not resolved and outcomes[f2p] == "failed"
