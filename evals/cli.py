@@ -187,18 +187,29 @@ def validate(
     workers: int = typer.Option(1, "--workers", min=1, help="Tasks run at once."),
     instance_ids: list[str] = typer.Option(None, "--instance-ids", help="Only these tasks."),
     timeout: float = typer.Option(1800.0, "--timeout", min=1, help="Seconds per test run."),
+    images: str = typer.Option(
+        "local", "--images", help="local: images built here; swebench: SWE-bench's published instance images."
+    ),
 ) -> None:
     """Check a suite: gold resolves every task every run, the base none, and no test is flaky."""
     from evals.runner import RunOptions
     from evals.suite import load_suite
+    from evals.swebench_specs import check_derivable
     from evals.validation import validate as validate_suite
 
     tasks = load_suite(suite, instance_ids)
+    check_derivable(tasks)
     _check_engine()
     with tempfile.TemporaryDirectory(prefix="mmx-validate-") as scratch:
         base = output or Path(scratch)
         options = RunOptions(
-            output=base, workers=workers, runs=runs, timeout=timeout, repos_dir=repos_dir, force=True
+            output=base,
+            workers=workers,
+            runs=runs,
+            timeout=timeout,
+            repos_dir=repos_dir,
+            force=True,
+            images=images,
         )
         try:
             checks = validate_suite(tasks, options)

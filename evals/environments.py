@@ -15,6 +15,8 @@ With `--images swebench` the instance is instead SWE-bench's published image (pu
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shlex
 import threading
@@ -25,7 +27,7 @@ import docker
 import docker.errors
 
 from evals.declared_requirements import declared_requirements
-from evals.sources import SourceTree
+from evals.sources import SourceTree, cache_root
 from evals.task import Task
 from sandbox import labels
 from sandbox.base import SandboxError
@@ -158,9 +160,19 @@ class EnvironmentBuilder:
         The official harness builds such pins from source in conda; offline, only wheels are had.
         """
         notes = self._relaxed.setdefault(key, [])
+        remembered = cache_root() / "relaxed-pins" / f"{content_hash({'key': key})}.json"
+        if remembered.is_file():  # an earlier run found which pins have no wheel: skip the failed tries
+            saved = json.loads(remembered.read_text())
+            pip, notes[:] = saved["pip"], saved["notes"]
         for _ in range(RELAXED_PINS_AT_MOST):
             try:
-                return ensure_env_image(client, pip, base=base, progress=self.progress)
+                tag = ensure_env_image(client, pip, base=base, progress=self.progress)
+                if notes and not remembered.is_file():
+                    remembered.parent.mkdir(parents=True, exist_ok=True)
+                    partial = remembered.with_name(f".{remembered.name}.{os.getpid()}")
+                    partial.write_text(json.dumps({"pip": pip, "notes": notes}))
+                    os.replace(partial, remembered)
+                return tag
             except ImageBuildError as e:
                 missing = NO_WHEEL.search(str(e))
                 pinned = f"{missing[1]}=={missing[2]}".lower() if missing else None
