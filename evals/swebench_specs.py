@@ -164,6 +164,11 @@ def derive_environment(task: Task) -> Environment:
         notes.append(
             "pytest is not in the spec's package list (its requirements file brings it): the newest is used"
         )
+    if python == "3.9" and "pip" not in names:
+        pip.insert(0, "pip")
+        notes.append(
+            "bullseye's pip 20.3 cannot install every project in editable mode: the newest pip is used"
+        )
     log_parser = task.repo if task.repo in parsers else ""
     if runner == "directives" and not log_parser:
         raise SpecError(

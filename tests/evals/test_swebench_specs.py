@@ -15,6 +15,8 @@ from evals.grading import Grader, runner_files, verdict
 from evals.runner import EvalRunner, RunOptions
 from evals.swebench_specs import SpecError, complete_environments, derive_environment, nearest_python
 from evals.task import parse_task
+from sandbox.base_image import base_image_tag, ensure_base_image
+from sandbox.images import ImageBuildError
 
 RECORD = {
     "instance_id": "django__django-11099",
@@ -63,6 +65,7 @@ def test_older_specs_get_the_nearest_python_and_say_so_and_apt_packages_come_fro
     assert env.python == "3.9"
     assert any("Python 3.5" in note and "3.9" in note for note in env.notes)
     assert env.apt == ["locales"]
+    assert env.pip[0] == "pip"  # bullseye's own pip is too old for some editable installs
     assert env.pre_install == ["echo 'en_US UTF-8' > /etc/locale.gen", "locale-gen en_US.UTF-8"]
     assert "export LANG=en_US.UTF-8" in env.eval_commands
     assert [nearest_python(v) for v in ("3.6", "3.10", "3.11", "3.12", "3.14")] == [
@@ -213,3 +216,10 @@ def test_a_django_runner_is_read_by_the_parser_alone_and_its_exit_status_does_no
     assert resolved and outcomes == {f2p: "passed", p2p: "passed"}, notes
     outcomes, resolved, _, _ = verdict(row, 0, None, log.replace(f"{f2p} ... ok", f"{f2p} ... FAIL"))
     assert not resolved and outcomes[f2p] == "failed"
+
+
+def test_apt_packages_get_a_base_image_of_their_own():
+    assert base_image_tag("bookworm", ()) == base_image_tag("bookworm")
+    assert base_image_tag("bookworm", ("locales",)) != base_image_tag("bookworm")
+    with pytest.raises(ImageBuildError, match="not a Debian package name"):
+        ensure_base_image(None, "bookworm", extra_packages=("locales; rm -rf /",))
