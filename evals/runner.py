@@ -99,7 +99,7 @@ class EvalRunner:
         if options.images not in ("local", "swebench"):
             raise ValueError(f"--images must be local or swebench, not {options.images!r}")
         # Before anything runs: an instance without a derivable environment is bad input (SpecError).
-        complete_environments(tasks, self.progress.message)
+        complete_environments(tasks, self.progress.message, published=options.images == "swebench")
         self.builder = EnvironmentBuilder(progress=self.progress.message)
         self.grader = Grader(
             timeout=options.timeout, **({"limits": options.limits} if options.limits else {})

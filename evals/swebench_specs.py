@@ -199,13 +199,20 @@ def check_derivable(tasks: Iterable[Task]) -> None:
             derive_environment(task)
 
 
-def complete_environments(tasks: Iterable[Task], progress: Callable[[str], None] = lambda m: None) -> None:
-    """Gives every task without an `environment` the one derived from the specs (SpecError if none)."""
+def complete_environments(
+    tasks: Iterable[Task], progress: Callable[[str], None] = lambda m: None, *, published: bool = False
+) -> None:
+    """Gives every task without an `environment` the one derived from the specs (SpecError if none).
+
+    `published`: the tasks run in SWE-bench's own images, so only the test command, eval commands
+    and log parser are used, and nothing differs from the official environment to note."""
     for task in tasks:
         if task.has_environment:
             continue
         task.environment = derive_environment(task)
         task.has_environment = True
+        if published:
+            task.environment.notes = []
         said = "; ".join(task.environment.notes)
         progress(
             f"{task.instance_id}: environment from swebench's spec for {task.environment.spec}"

@@ -205,6 +205,7 @@ def test_published_images_run_and_grade_in_the_testbed_env(
     assert CONDA_ACTIVATE in script
     assert "Python in '/opt/miniconda3/envs/testbed'" in output  # the runner ran in the testbed env
     assert grading["instance_image"].startswith("mmx-agent-published:")
+    assert not any(note.startswith("environment:") for note in grading["notes"])  # the official env
     # The agent's commands (each a `bash -c`) run in the env too.
     with DockerSandbox.create(grading["instance_image"], root=REPO_DIR, client=docker_client) as box:
         prefix = box.exec("python -c 'import sys; print(sys.prefix)'; git status --porcelain")
