@@ -151,8 +151,15 @@ class EnvironmentBuilder:
         if not env.spec:
             return self._once(key, lambda: ensure_env_image(client, pip, base=base, progress=self.progress))
         tag = self._once(key, lambda: self._spec_env_image(client, key, pip, base))
-        env.notes += [note for note in self._relaxed.get(key, []) if note not in env.notes]
+        self._note(task, self._relaxed.get(key, []))
         return tag
+
+    def _note(self, task: Task, notes: list[str]) -> None:
+        """Differences from the official environment: kept with the task and said on the progress line."""
+        for note in notes:
+            if note not in task.environment.notes:
+                task.environment.notes.append(note)
+                self.progress(f"{task.instance_id}: environment: {note}")
 
     def _spec_env_image(self, client, key: str, pip: list[str], base: str) -> str:
         """A spec's pins, each one without a wheel for our Python relaxed to its newest patch release.
@@ -194,7 +201,7 @@ class EnvironmentBuilder:
             listed, listed_notes = repository_requirements(task, source.path)
             declared, notes = declared_requirements(source.path)
             extra = [*listed, *(r for r in declared if r not in listed)]
-            task.environment.notes += [n for n in listed_notes + notes if n not in task.environment.notes]
+            self._note(task, listed_notes + notes)
         env_tag = self.env_image(task, extra)
         client = self.client()
         env_image = client.images.get(env_tag)
