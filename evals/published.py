@@ -53,9 +53,9 @@ def _pull(client: docker.DockerClient, name: str, task: Task) -> None:
         client.images.pull(name)
     except docker.errors.DockerException as e:
         raise EnvironmentBuildError(
-            f"{task.instance_id}: SWE-bench's published image {name} is not on this Docker engine and "
-            f"cannot be pulled ({e}). Without a registry: pull it on a machine that has one, "
-            f"`docker save {name}` there and `docker load` it here; or run without --images swebench"
+            f"{name} is not on this Docker engine and cannot be pulled: `docker load` it (pull and "
+            f"`docker save` it where a registry answers) or run without --images swebench\n"
+            f"the pull of SWE-bench's published image for {task.instance_id} failed: {e}"
         ) from None
 
 
