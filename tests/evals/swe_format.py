@@ -73,6 +73,7 @@ DJANGO_BASE = {
         '[project]\nname = "minidjango"\nversion = "5.0"\ndependencies = []\n\n'
         '[tool.setuptools]\npackages = ["minidjango"]\n'
     ),
+    "setup.py": "from setuptools import setup\n\nsetup()\n",  # older Django specs run `setup.py install`
     "minidjango/__init__.py": "",
     "minidjango/text.py": (
         "def slugify(text):\n"
