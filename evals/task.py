@@ -186,6 +186,10 @@ def _environment(value: Any, where: str) -> Environment:
             raise TaskError(f"{where}: environment.{name} must be a string")
     if strings["test_runner"] not in TEST_RUNNERS:
         raise TaskError(f"{where}: environment.test_runner must be one of {', '.join(TEST_RUNNERS)}")
+    if strings["test_runner"] == "directives" and not strings["log_parser"]:
+        raise TaskError(
+            f"{where}: environment.test_runner 'directives' needs a log_parser to read its output"
+        )
     return Environment(
         python=python,
         pip=_string_list(value.get("pip"), "environment.pip", where),

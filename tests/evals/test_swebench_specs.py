@@ -14,7 +14,7 @@ from evals.declared_requirements import declared_requirements
 from evals.grading import Grader, runner_files, verdict
 from evals.runner import EvalRunner, RunOptions
 from evals.swebench_specs import SpecError, complete_environments, derive_environment, nearest_python
-from evals.task import parse_task
+from evals.task import TaskError, parse_task
 from sandbox.base_image import base_image_tag, ensure_base_image
 from sandbox.images import ImageBuildError
 
@@ -58,6 +58,11 @@ def test_django_gets_its_runner_its_parser_and_its_test_modules():
     # Saved with the run and read back by `eval grade`: the derived environment round-trips.
     again = parse_task(row.to_record())
     assert again.has_environment and again.environment == env
+
+
+def test_a_runner_other_than_pytest_needs_a_log_parser():
+    with pytest.raises(TaskError, match="needs a log_parser"):
+        task(environment={"test_runner": "directives", "test_cmd": "./run"})
 
 
 def test_older_specs_get_the_nearest_python_and_say_so_and_apt_packages_come_from_debian():
