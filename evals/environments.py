@@ -28,6 +28,7 @@ import docker.errors
 
 from evals.declared_requirements import declared_requirements
 from evals.sources import SourceTree, cache_root
+from evals.swebench_specs import repository_requirements
 from evals.task import Task
 from sandbox import labels
 from sandbox.base import SandboxError
@@ -196,8 +197,6 @@ class EnvironmentBuilder:
     def instance_image(self, task: Task, source: SourceTree) -> InstanceImage:
         extra: list[str] = []
         if task.environment.spec:  # the spec's install fetches these online; here they come first
-            from evals.swebench_specs import repository_requirements
-
             listed, listed_notes = repository_requirements(task, source.path)
             declared, notes = declared_requirements(source.path)
             extra = [*listed, *(r for r in declared if r not in listed)]
@@ -223,7 +222,7 @@ class EnvironmentBuilder:
 
     def published_image(self, task: Task) -> InstanceImage:
         """SWE-bench's published image for the task, with our thin layer (evals/published.py)."""
-        from evals.published import published_instance
+        from evals.published import published_instance  # it builds on this module: imported late
 
         client = self.client()
         return published_instance(client, task, self.progress)
