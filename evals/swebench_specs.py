@@ -169,6 +169,8 @@ def derive_environment(task: Task) -> Environment:
         notes.append(
             "bullseye's pip 20.3 cannot install every project in editable mode: the newest pip is used"
         )
+    if spec.get("execute_test_as_nonroot"):
+        notes.append("the spec runs the tests as a user other than root; here they run as root")
     log_parser = task.repo if task.repo in parsers else ""
     if runner == "directives" and not log_parser:
         raise SpecError(
