@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from evals import swebench_specs
+from evals import pristine, swebench_specs
 from evals.agents import GoldAgent
 from evals.declared_requirements import declared_requirements
 from evals.grading import Grader, runner_files, verdict
@@ -228,3 +228,23 @@ def test_apt_packages_get_a_base_image_of_their_own():
     assert base_image_tag("bookworm", ("locales",)) != base_image_tag("bookworm")
     with pytest.raises(ImageBuildError, match="not a Debian package name"):
         ensure_base_image(None, "bookworm", extra_packages=("locales; rm -rf /",))
+
+
+@pytest.mark.parametrize(
+    "path, restored",
+    [
+        ("tests/runtests.py", True),  # Django's runner, its settings and test packages
+        ("tests/test_sqlite.py", True),
+        ("tests/admin_views/models.py", True),
+        ("sympy/core/tests/test_basic.py", True),  # sympy's tests live beside each package
+        ("sympy/testing/runtests.py", True),  # and its runner in the library
+        ("sympy/utilities/runtests.py", True),
+        ("bin/test", False),  # not by its name: the test command names it (below)
+        ("sympy/core/basic.py", False),
+        ("django/db/models/query.py", False),
+    ],
+)
+def test_the_restore_covers_each_runners_layout(path, restored):
+    assert pristine.influences_tests(path, set()) is restored
+    sympy = derive_environment(task(instance_id="sympy__sympy-1", repo="sympy/sympy", version="1.12"))
+    assert pristine.influences_tests("bin/test", set(runner_files(sympy.test_cmd)))
