@@ -125,17 +125,22 @@ def run(
     base_url: str = typer.Option(None, "--base-url", help="mmx agent: the endpoint's /v1 root."),
     replay: str = typer.Option(None, "--replay", help="mmx agent: replay file for --backend replay."),
     max_turns: int = typer.Option(None, "--max-turns", help="mmx agent: most model rounds per task."),
+    images: str = typer.Option(
+        "local", "--images", help="local: images built here; swebench: SWE-bench's published instance images."
+    ),
 ) -> None:
     """Run a suite with an agent (or grade predictions) in Docker sandboxes; print the summary as JSON."""
     from agent.backends.base import BackendError
     from evals.agents import make_agent
     from evals.runner import EvalRunner, RunOptions
     from evals.suite import load_suite
+    from evals.swebench_specs import check_derivable
     from sandbox.docker import Limits
 
     if predictions is not None and agent not in ("mmx",):
         raise ValueError("give either --agent or --predictions, not both")
     tasks = load_suite(suite, instance_ids, slice_spec=slice_spec, shuffle_seed=shuffle)
+    check_derivable(tasks)  # bad input (exit 2) before the engine is asked for anything
     settings = None
     if predictions is None and agent == "mmx":
         flags = {
@@ -161,6 +166,7 @@ def run(
         force=force,
         limits=Limits(cpus=2.0, memory=memory, pids=2048, disk=None),
         title=f"{Path(suite).name}: {chosen.name}",
+        images=images,
     )
     try:
         summary = EvalRunner(tasks, chosen, options).run()
@@ -189,18 +195,29 @@ def validate(
     slice_spec: str = typer.Option(None, "--slice", help="Only tasks START:STOP[:STEP] of the suite."),
     shuffle: int = typer.Option(None, "--shuffle", help="Shuffle the tasks with this seed (before --slice)."),
     timeout: float = typer.Option(1800.0, "--timeout", min=1, help="Seconds per test run."),
+    images: str = typer.Option(
+        "local", "--images", help="local: images built here; swebench: SWE-bench's published instance images."
+    ),
 ) -> None:
     """Check a suite: gold resolves every task every run, the base none, and no test is flaky."""
     from evals.runner import RunOptions
     from evals.suite import load_suite
+    from evals.swebench_specs import check_derivable
     from evals.validation import validate as validate_suite
 
     tasks = load_suite(suite, instance_ids, slice_spec=slice_spec, shuffle_seed=shuffle)
+    check_derivable(tasks)
     _check_engine()
     with tempfile.TemporaryDirectory(prefix="mmx-validate-") as scratch:
         base = output or Path(scratch)
         options = RunOptions(
-            output=base, workers=workers, runs=runs, timeout=timeout, repos_dir=repos_dir, force=True
+            output=base,
+            workers=workers,
+            runs=runs,
+            timeout=timeout,
+            repos_dir=repos_dir,
+            force=True,
+            images=images,
         )
         try:
             checks = validate_suite(tasks, options)

@@ -7,10 +7,15 @@ In a fresh container from the instance image (never the agent's container):
 3. put every test-influencing file back as it was (pristine.py: tests, conftest.py, pytest/tox/
    setup.cfg/pyproject settings, *.pth, sitecustomize, package metadata) and drop bytecode caches;
 4. apply the task's test patch (never seen by the agent);
-5. run exactly the FAIL_TO_PASS and PASS_TO_PASS tests with a JUnit XML report;
+5. run exactly the FAIL_TO_PASS and PASS_TO_PASS tests with a JUnit XML report (a pytest
+   runner), or the spec's own test command on the test patch's files (Django's runtests.py,
+   sympy's bin/test, ...);
 6. resolved only if every one of them passed in the report AND the runner exited 0: a missing,
    skipped or xfailed test is a failure, and an exit status that disagrees with the report (a
-   patch that exits 0 while tests fail, or fakes the report) is not a pass.
+   patch that exits 0 while tests fail, or fakes the report) is not a pass. Where swebench has a
+   log parser for the repository (environments from its specs), the output is read with it too:
+   for a pytest runner both readings must agree, else it is tampering and not a pass; for other
+   runners the parser's reading is the verdict, as in the official harness.
 OOM, timeouts and engine errors are infrastructure failures, reported apart and re-runnable.
 """
 
@@ -30,11 +35,12 @@ import docker.errors
 from evals import junit
 from evals.environments import GIT_ENV, REPO_DIR, InstanceImage
 from evals.infra_failure import InfraFailure
+from evals.swebench_specs import END_TEST_OUTPUT, START_TEST_OUTPUT, parse_test_log
 from evals.task import Task
 from sandbox.base import SandboxError
 from sandbox.docker import DockerSandbox, Limits
 
-GRADER_VERSION = 1  # bump when a change here can change a verdict: cached results are keyed by it
+GRADER_VERSION = 2  # bump when a change here can change a verdict: cached results are keyed by it
 SCRATCH = "/var/tmp/mmx-eval"
 PRISTINE_SCRIPT = (Path(__file__).parent / "pristine.py").read_bytes()
 DEFAULT_LIMITS = Limits(cpus=2.0, memory="4g", pids=2048, disk=None)  # the repository lives in the image
@@ -152,10 +158,53 @@ def unsafe_patch_reason(patch: str) -> str | None:
     return None
 
 
+def runner_files(test_cmd: str) -> list[str]:
+    """Repository files the test command runs (`bin/test`, `./tests/runtests.py`): restored like tests."""
+    try:
+        words = shlex.split(test_cmd)
+    except ValueError:
+        words = test_cmd.split()
+    found = []
+    for word in words:
+        if (
+            "/" in word
+            and not word.startswith(("-", "/"))
+            and "=" not in word
+            and ".." not in word.split("/")
+        ):
+            found.append(word.removeprefix("./"))
+    return found
+
+
 # -- the verdict ----------------------------------------------------------------------------------
 
+# swebench's log statuses in the JUnit reader's words, so both readings compare.
+LOG_STATUS = {
+    "PASSED": junit.PASSED,
+    "FAILED": junit.FAILED,
+    "ERROR": junit.ERROR,
+    "SKIPPED": junit.SKIPPED,
+    "XFAIL": junit.XFAILED,
+}
 
-def evaluate(task: Task, outcomes: dict[str, str], exit_code: int | None) -> tuple[bool, dict, list[str]]:
+
+def log_outcomes(task: Task, test_output: str) -> tuple[dict[str, str], list[str]]:
+    """Each test's outcome as swebench's log parser for the repository reads the test output."""
+    try:
+        statuses = parse_test_log(task, test_output)
+    except Exception as e:  # a parser of another project's choosing: its failure is a finding
+        return dict.fromkeys(task.tests, junit.MISSING), [f"swebench's log parser failed: {e!r}"]
+    return {t: LOG_STATUS.get(statuses.get(t, ""), junit.MISSING) for t in task.tests}, []
+
+
+def disagreements(task: Task, from_junit: dict[str, str], from_log: dict[str, str]) -> list[str]:
+    """Tests that one reading calls passed and the other does not."""
+    return [t for t in task.tests if (from_junit.get(t) == junit.PASSED) != (from_log.get(t) == junit.PASSED)]
+
+
+def evaluate(
+    task: Task, outcomes: dict[str, str], exit_code: int | None, *, exit_status_counts: bool = True
+) -> tuple[bool, dict, list[str]]:
     """(resolved, SWE-bench tests_status, notes) from the report's outcomes and the exit status."""
 
     def split(test_ids: list[str]) -> dict[str, list[str]]:
@@ -176,6 +225,8 @@ def evaluate(task: Task, outcomes: dict[str, str], exit_code: int | None) -> tup
     if not_passed:
         shown = ", ".join(f"{t} ({o})" for t, o in list(not_passed.items())[:10])
         notes.append(f"{len(not_passed)} test(s) did not pass: {shown}")
+    if not exit_status_counts:  # the runner ran whole files: other tests in them may fail
+        return all_passed, tests_status, notes
     if all_passed and exit_code != 0:
         notes.append(
             f"the test run exited {exit_code} although its report says every test passed: not a pass"
@@ -183,6 +234,39 @@ def evaluate(task: Task, outcomes: dict[str, str], exit_code: int | None) -> tup
     if not all_passed and exit_code == 0:
         notes.append("the test run exited 0 although tests failed: the exit status was tampered with")
     return all_passed and exit_code == 0, tests_status, notes
+
+
+def verdict(
+    task: Task, exit_code: int | None, junit_xml: bytes | str | None, test_output: str
+) -> tuple[dict[str, str], bool, dict, list[str]]:
+    """(outcomes, resolved, tests_status, notes) from what a test run left: the JUnit report (a
+    pytest runner's; a str says why there is none) and the output, read by swebench's log parser
+    where the environment names one."""
+    notes: list[str] = []
+    from_junit = from_log = None
+    if task.environment.test_runner == "pytest":
+        try:
+            if isinstance(junit_xml, str) or junit_xml is None:
+                raise junit.JUnitError(junit_xml or "no report was written")
+            from_junit = junit.outcomes_for(task.tests, junit_xml)
+        except junit.JUnitError as e:
+            notes.append(f"no usable JUnit report, so no test counts as passed: {e}")
+            from_junit = dict.fromkeys(task.tests, junit.MISSING)
+    if task.environment.log_parser:
+        from_log, problems = log_outcomes(task, test_output)
+        notes += problems
+    outcomes = from_junit if from_junit is not None else from_log or {}
+    resolved, tests_status, verdict_notes = evaluate(
+        task, outcomes, exit_code, exit_status_counts=from_junit is not None
+    )
+    notes += verdict_notes
+    if from_junit is not None and from_log is not None:
+        differ = disagreements(task, from_junit, from_log)
+        if differ:
+            resolved = False
+            shown = ", ".join(f"{t} (log {from_log[t]}, JUnit {from_junit[t]})" for t in differ[:10])
+            notes.append(f"tampering: the test log and the JUnit report disagree, so not a pass: {shown}")
+    return outcomes, resolved, tests_status, notes
 
 
 # -- the container work ---------------------------------------------------------------------------
@@ -226,7 +310,7 @@ class Grader:
             grade.log = "\n".join(log)
             return grade
         try:
-            return self._run_tests(task, box, grade, log)
+            return self._run_tests(task, instance, box, grade, log)
         finally:
             box.close()
 
@@ -247,7 +331,8 @@ class Grader:
 
     @staticmethod
     def _pristine_command(action: str, task: Task) -> str:
-        extras = " ".join(shlex.quote(p) for p in patch_paths(task.test_patch))
+        paths = [*patch_paths(task.test_patch), *runner_files(task.environment.test_cmd)]
+        extras = " ".join(shlex.quote(p) for p in dict.fromkeys(paths))
         return f"python3 -I {SCRATCH}/pristine.py {action} {REPO_DIR} {SCRATCH}/pristine {extras}"
 
     def _apply(
@@ -271,7 +356,9 @@ class Grader:
             box.close()
         return None
 
-    def _run_tests(self, task: Task, box: DockerSandbox, grade: Grade, log: list[str]) -> Grade:
+    def _run_tests(
+        self, task: Task, instance: InstanceImage, box: DockerSandbox, grade: Grade, log: list[str]
+    ) -> Grade:
         restore = box.exec(self._pristine_command("restore", task), timeout=APPLY_SECONDS, env=GIT_ENV)
         if restore.exit_code != 0:
             raise GraderError(f"cannot restore the pristine test files: {restore.output.strip()[-2000:]}")
@@ -290,7 +377,7 @@ class Grader:
             grade.infra_failure = InfraFailure("task", "the task's test patch does not apply to the base")
             grade.log = "\n".join(log)
             return grade
-        grade.eval_script = self.eval_script(task)
+        grade.eval_script = self.eval_script(task, instance.activate)
         box.write_file(EVAL_SCRIPT, grade.eval_script.encode())
         run = box.exec(f"bash {EVAL_SCRIPT}", timeout=self.timeout, max_output=TEST_OUTPUT_BYTES)
         grade.test_exit_code = run.exit_code
@@ -302,18 +389,24 @@ class Grader:
         if run.timed_out:
             grade.infra_failure = InfraFailure("timeout", f"the test run took more than {self.timeout:g} s")
             return grade
-        try:
-            grade.junit_xml = box.read_file(JUNIT_XML)
-            grade.outcomes = junit.outcomes_for(task.tests, grade.junit_xml)
-        except (SandboxError, junit.JUnitError) as e:
-            grade.notes.append(f"no usable JUnit report, so no test counts as passed: {e}")
-            grade.outcomes = {t: junit.MISSING for t in task.tests}
-        grade.resolved, grade.tests_status, notes = evaluate(task, grade.outcomes, run.exit_code)
+        grade.notes += [f"environment: {note}" for note in task.environment.notes]
+        junit_xml: bytes | str | None = None
+        if task.environment.test_runner == "pytest":
+            try:
+                junit_xml = grade.junit_xml = box.read_file(JUNIT_XML)
+            except SandboxError as e:
+                junit_xml = f"cannot read it: {e}"
+        grade.outcomes, grade.resolved, grade.tests_status, notes = verdict(
+            task, run.exit_code, junit_xml, run.output
+        )
         grade.notes += notes
         return grade
 
     @staticmethod
-    def eval_script(task: Task) -> str:
+    def eval_script(task: Task, activate: str = "") -> str:
+        environment = task.environment
+        if environment.log_parser or environment.test_runner != "pytest" or activate:
+            return Grader._spec_eval_script(task, activate)
         ids = " \\\n  ".join(shlex.quote(t) for t in task.tests)
         return (
             "#!/bin/bash\n"
@@ -323,3 +416,34 @@ class Grader:
             f"exec {task.environment.test_cmd} -p no:cacheprovider "
             f"-o junit_family=xunit1 --junit-xml={JUNIT_XML} -rA -- \\\n  {ids}\n"
         )
+
+    @staticmethod
+    def _spec_eval_script(task: Task, activate: str) -> str:
+        """The spec's own test command, between the harness's output markers (its log parsers and
+        grading read them), after the spec's eval commands; the runner's exit status is kept."""
+        from evals.swebench_specs import test_directives
+
+        environment = task.environment
+        if environment.test_runner == "pytest":
+            ids = " \\\n  ".join(shlex.quote(t) for t in task.tests)
+            command = (
+                f"{environment.test_cmd} -p no:cacheprovider -o junit_family=xunit1 "
+                f"--junit-xml={JUNIT_XML} -rA -- \\\n  {ids}"
+            )
+        else:
+            directives = " ".join(shlex.quote(d) for d in test_directives(task))
+            command = f"{environment.test_cmd} {directives}"
+        lines = [
+            "#!/bin/bash",
+            f"# Runs {task.instance_id}'s tests with the test command of {environment.spec or 'its environment'},",
+            "# after the candidate patch, the restore of test-influencing files and the test patch.",
+            f"cd {REPO_DIR}",
+            *([activate] if activate else []),
+            *environment.eval_commands,
+            f"echo {shlex.quote(START_TEST_OUTPUT)}",
+            command,
+            "status=$?",
+            f"echo {shlex.quote(END_TEST_OUTPUT)}",
+            "exit $status",
+        ]
+        return "\n".join(lines) + "\n"

@@ -9,9 +9,12 @@ test-influencing path the patch added, then drops all __pycache__ directories (a
 module would otherwise be run instead of its source). It prints a JSON summary.
 
 Test-influencing: any path with a component that is a test directory (tests/, test/, and testing/
-at the top), a test module (test_*.py, *_test.py), a conftest.py, a pytest/tox/setup.cfg/pyproject
-configuration, a *.pth file, sitecustomize/usercustomize, or package metadata (*.egg-info,
-*.dist-info: entry points register pytest plugins); plus EXTRA_PATHs (the test patch's files).
+at the top: Django's tests/ with its runtests.py and settings, sympy's sympy/**/tests/), a test
+module (test_*.py, *_test.py), a conftest.py, a pytest/tox/setup.cfg/pyproject configuration, a
+test runner (runtests.py anywhere: sympy's lives in sympy/testing/), a *.pth file,
+sitecustomize/usercustomize, or package metadata (*.egg-info, *.dist-info: entry points register
+pytest plugins); plus EXTRA_PATHs (the test patch's files and the test command's own scripts,
+such as sympy's bin/test).
 The walk is of the file system, not git, so files a .gitignore hides are caught as well.
 
 Standalone on purpose: the source is copied into the container and run with the image's own
@@ -39,6 +42,7 @@ CONFIG_FILES = {
     "pyproject.toml",
     "sitecustomize.py",
     "usercustomize.py",
+    "runtests.py",
 }
 PATTERNS = ("test_*.py", "*_test.py", "*.pth", "*.egg-info", "*.dist-info")
 MANIFEST = "manifest.json"

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from evals.agents import AgentOutput
-from evals.grading import evaluate
+from evals.grading import evaluate, verdict
 from evals.junit import JUnitError, outcomes_for
 from evals.run_store import JobDir, RunStore
 from evals.runner import EvalRunner, RunOptions
@@ -48,6 +48,24 @@ def _from_logs(store: RunStore, runs: int, tasks: list[Task]) -> None:
             if not entry or not grading or entry.get("infra_failure") or grading.test_exit_code is None:
                 continue  # nothing was tested: nothing to re-read
             notes = [n for n in grading.notes if "did not pass" not in n and "exited" not in n]
+            if task.environment.log_parser or task.environment.test_runner != "pytest":
+                # Spec environments: the saved output is read again, by the log parser too.
+                verdicts = ("no usable JUnit report", "tampering:", "swebench's log parser failed")
+                notes = [n for n in notes if not n.startswith(verdicts)]
+                junit_xml: bytes | str | None = None
+                if task.environment.test_runner == "pytest":
+                    try:
+                        junit_xml = job.read_junit()
+                    except OSError as e:
+                        junit_xml = f"cannot read it: {e}"
+                output_file = job.path / "test_output.txt"
+                test_output = output_file.read_text(errors="replace") if output_file.is_file() else ""
+                outcomes, resolved, tests_status, verdict_notes = verdict(
+                    task, grading.test_exit_code, junit_xml, test_output
+                )
+                entry.update(resolved=resolved, tests_status=tests_status)
+                job.save_verdict(replace(grading, outcomes=outcomes, notes=notes + verdict_notes), entry)
+                continue
             try:
                 outcomes = outcomes_for(task.tests, job.read_junit())
             except (OSError, JUnitError) as e:
@@ -76,6 +94,7 @@ def regrade(
         repos_dir=repos_dir,
         force=True,
         title=manifest.get("title", "mmx-agent eval"),
+        images=manifest.get("images", "local"),
     )
     runner = EvalRunner(tasks, SavedPatchAgent(manifest["agent"]), options)
     if from_logs:

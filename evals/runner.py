@@ -29,6 +29,7 @@ from evals.infra_failure import InfraFailure
 from evals.progress import RunProgress
 from evals.run_store import AgentRecord, GradingRecord, JobDir, RunStore
 from evals.sources import SourceError, materialize
+from evals.swebench_specs import complete_environments
 from evals.task import Task
 from sandbox.base import SandboxError
 from sandbox.docker import Limits
@@ -45,6 +46,7 @@ class RunOptions:
     force: bool = False  # grade again even when an identical result exists
     limits: Limits | None = None  # grading containers (None: the grader's default)
     title: str = "mmx-agent eval"
+    images: str = "local"  # local: built here; swebench: SWE-bench's published instance images
 
 
 @dataclass
@@ -94,6 +96,10 @@ class EvalRunner:
         self.options = options
         self.store = RunStore(options.output)
         self.progress = RunProgress(console)
+        if options.images not in ("local", "swebench"):
+            raise ValueError(f"--images must be local or swebench, not {options.images!r}")
+        # Before anything runs: an instance without a derivable environment is bad input (SpecError).
+        complete_environments(tasks, self.progress.message, published=options.images == "swebench")
         self.builder = EnvironmentBuilder(progress=self.progress.message)
         self.grader = Grader(
             timeout=options.timeout, **({"limits": options.limits} if options.limits else {})
@@ -141,6 +147,7 @@ class EvalRunner:
             "instance_ids": [t.instance_id for t in self.tasks],
             "timeout": self.options.timeout,
             "grader_version": GRADER_VERSION,
+            "images": self.options.images,
         }
         self.store.write_manifest(manifest, [saved_record(t) for t in self.tasks])
 
@@ -247,8 +254,11 @@ class EvalRunner:
                 grade = Grade(task.instance_id, patch_is_None=True, notes=["no patch was submitted"])
                 return done(grade, key, None)
         try:
-            source = materialize(task, self.options.repos_dir, self.progress.for_task(task.instance_id))
-            instance = self.builder.instance_image(task, source)
+            if self.options.images == "swebench":
+                instance = self.builder.published_image(task)
+            else:
+                source = materialize(task, self.options.repos_dir, self.progress.for_task(task.instance_id))
+                instance = self.builder.instance_image(task, source)
         except (SourceError, EnvironmentBuildError) as e:
             return done(infra(task.instance_id, "build", str(e)), None, None)
         if output is None:

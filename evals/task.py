@@ -5,7 +5,13 @@ as they are; FAIL_TO_PASS / PASS_TO_PASS may be lists or JSON-encoded strings, a
 files store them. Our additions:
 
 - `environment`: {"python": "3.9" | "3.11" | "3.13", "pip": [pinned requirements],
-  "install": [shell commands run in the repository after checkout], "test_cmd": "pytest"}
+  "install": [shell commands run in the repository after checkout], "test_cmd": "pytest"}, plus
+  what an environment derived from swebench's specs carries (swebench_specs.py): "apt" (Debian
+  packages), "pre_install" and "eval_commands" (shell commands), "test_runner" ("pytest": test ids
+  as arguments, graded by JUnit; "directives": the spec's test files or modules, graded by the
+  log parser), "log_parser" (the repository whose swebench log parser reads the output), "spec"
+  and "notes" (where it came from, and what differs from the official environment). A task
+  without `environment` gets one derived from the specs when it is run.
 - `source`: {"git": URL or path} or {"sdist": "package==version"} (else --repos-dir, else GitHub)
 - `fix_release`: {"sdist": "package==version", "patch_files": [...], "test_files": [...]}: the gold
   and test patches are derived from that release's source distribution (see derive.py) instead of
@@ -45,19 +51,44 @@ class TaskError(ValueError):
     """A task record is malformed; the message names the task and the field."""
 
 
+TEST_RUNNERS = ("pytest", "directives")
+# Optional environment fields (lists of strings, or strings) and their defaults.
+EXTRA_LIST_FIELDS = ("apt", "pre_install", "eval_commands", "notes")
+EXTRA_STRING_FIELDS = {"test_runner": "pytest", "log_parser": "", "spec": ""}
+
+
 @dataclass
 class Environment:
     python: str = DEFAULT_PYTHON
     pip: list[str] = field(default_factory=list)
     install: list[str] = field(default_factory=list)
     test_cmd: str = DEFAULT_TEST_CMD
+    apt: list[str] = field(default_factory=list)  # Debian packages on top of the base image's
+    pre_install: list[str] = field(default_factory=list)  # run as root before `install`
+    eval_commands: list[str] = field(default_factory=list)  # run before the tests (exports, locales)
+    test_runner: str = "pytest"
+    log_parser: str = ""  # a repository name in swebench's MAP_REPO_TO_PARSER, or none
+    spec: str = ""  # "owner/name version" when derived from swebench's specs
+    notes: list[str] = field(default_factory=list)  # how it differs from the official environment
 
     @property
     def debian_suite(self) -> str:
         return PYTHON_SUITES[self.python]
 
     def to_record(self) -> dict[str, Any]:
-        return {"python": self.python, "pip": self.pip, "install": self.install, "test_cmd": self.test_cmd}
+        record: dict[str, Any] = {
+            "python": self.python,
+            "pip": self.pip,
+            "install": self.install,
+            "test_cmd": self.test_cmd,
+        }
+        for name in EXTRA_LIST_FIELDS:
+            if getattr(self, name):
+                record[name] = getattr(self, name)
+        for name, default in EXTRA_STRING_FIELDS.items():
+            if getattr(self, name) != default:
+                record[name] = getattr(self, name)
+        return record
 
 
 @dataclass
@@ -87,6 +118,7 @@ class Task:
     environment_setup_commit: str = ""
     created_at: str = ""
     environment: Environment = field(default_factory=Environment)
+    has_environment: bool = True  # False: none given; swebench_specs derives one before a run
     source: dict[str, str] | None = None
     fix_release: FixRelease | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # other fields (image, eval_script, ...), kept
@@ -98,7 +130,8 @@ class Task:
 
     def to_record(self) -> dict[str, Any]:
         record: dict[str, Any] = {name: getattr(self, name) for name in SWE_BENCH_FIELDS}
-        record["environment"] = self.environment.to_record()
+        if self.has_environment:
+            record["environment"] = self.environment.to_record()
         if self.source is not None:
             record["source"] = dict(self.source)
         if self.fix_release is not None:
@@ -135,7 +168,7 @@ def _environment(value: Any, where: str) -> Environment:
         return Environment()
     if not isinstance(value, dict):
         raise TaskError(f"{where}: field 'environment' must be an object")
-    unknown = set(value) - {"python", "pip", "install", "test_cmd"}
+    unknown = set(value) - {"python", "pip", "install", "test_cmd", *EXTRA_LIST_FIELDS, *EXTRA_STRING_FIELDS}
     if unknown:
         raise TaskError(f"{where}: unknown environment field(s) {sorted(unknown)}")
     python = str(value.get("python", DEFAULT_PYTHON))
@@ -146,11 +179,24 @@ def _environment(value: Any, where: str) -> Environment:
     test_cmd = value.get("test_cmd", DEFAULT_TEST_CMD)
     if not isinstance(test_cmd, str) or not test_cmd.strip():
         raise TaskError(f"{where}: environment.test_cmd must be a non-empty string")
+    strings = {}
+    for name, default in EXTRA_STRING_FIELDS.items():
+        strings[name] = value.get(name, default)
+        if not isinstance(strings[name], str):
+            raise TaskError(f"{where}: environment.{name} must be a string")
+    if strings["test_runner"] not in TEST_RUNNERS:
+        raise TaskError(f"{where}: environment.test_runner must be one of {', '.join(TEST_RUNNERS)}")
+    if strings["test_runner"] == "directives" and not strings["log_parser"]:
+        raise TaskError(
+            f"{where}: environment.test_runner 'directives' needs a log_parser to read its output"
+        )
     return Environment(
         python=python,
         pip=_string_list(value.get("pip"), "environment.pip", where),
         install=_string_list(value.get("install"), "environment.install", where),
         test_cmd=test_cmd,
+        **{name: _string_list(value.get(name), f"environment.{name}", where) for name in EXTRA_LIST_FIELDS},
+        **strings,
     )
 
 
@@ -224,6 +270,7 @@ def parse_task(record: Any, where: str = "task") -> Task:
         environment_setup_commit=_string(record, "environment_setup_commit", where),
         created_at=str(record.get("created_at") or ""),
         environment=_environment(record.get("environment"), where),
+        has_environment=record.get("environment") is not None,
         source=source,
         fix_release=fix_release,
         extra={k: v for k, v in record.items() if k not in known},

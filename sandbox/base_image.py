@@ -52,10 +52,11 @@ IMAGE_ENV = ("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 PROGRESS_EVERY_SECONDS = 10.0
 
 
-def base_image_tag(suite: str = DEFAULT_SUITE) -> str:
+def base_image_tag(suite: str = DEFAULT_SUITE, extra_packages: tuple[str, ...] = ()) -> str:
     """The tag the base image of `suite` has, built or not (a hash of its recipe)."""
     _check_suite(suite)
-    recipe = {"version": RECIPE_VERSION, "suite": suite, "variant": "minbase", "packages": sorted(PACKAGES)}
+    packages = sorted({*PACKAGES, *extra_packages})
+    recipe = {"version": RECIPE_VERSION, "suite": suite, "variant": "minbase", "packages": packages}
     return f"{BASE_REPOSITORY}:{suite}-{content_hash(recipe)}"
 
 
@@ -93,9 +94,16 @@ def ensure_base_image(
     mirror: str | None = None,
     rebuild: bool = False,
     progress: Progress = report_to_stderr,
+    extra_packages: tuple[str, ...] = (),
 ) -> str:
-    """The base image tag for `suite`, building it first when it is not on the engine yet."""
-    tag = base_image_tag(suite)
+    """The base image tag for `suite`, building it first when it is not on the engine yet.
+
+    `extra_packages`: Debian packages beyond the usual set (a task's apt installs), in a base of their own.
+    """
+    for package in extra_packages:
+        if not re.match(r"^[a-z0-9][a-z0-9+.-]+$", package):
+            raise ImageBuildError(f"{package!r} is not a Debian package name")
+    tag = base_image_tag(suite, extra_packages)
     if image_exists(client, tag) and not rebuild:
         progress(f"base image {tag} exists; reusing it")
         return tag
@@ -108,7 +116,7 @@ def ensure_base_image(
         rootfs = os.path.join(scratch, "rootfs")
         started = time.monotonic()
         progress(f"building {tag}: debootstrap {suite} from {mirror} (takes a minute or two)")
-        _debootstrap(suite, rootfs, mirror, progress)
+        _debootstrap(suite, rootfs, mirror, progress, sorted({*PACKAGES, *extra_packages}))
         _trim(rootfs)
         progress(f"importing the root filesystem into Docker as {tag}")
         _import(client, rootfs, tag, suite)
@@ -128,8 +136,10 @@ def _check_prerequisites() -> None:
         )
 
 
-def _debootstrap(suite: str, rootfs: str, mirror: str, progress: Progress) -> None:
-    command = ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", suite, rootfs, mirror]
+def _debootstrap(
+    suite: str, rootfs: str, mirror: str, progress: Progress, packages: list[str] | tuple[str, ...] = PACKAGES
+) -> None:
+    command = ["debootstrap", "--variant=minbase", f"--include={','.join(packages)}", suite, rootfs, mirror]
     recent: deque[str] = deque(maxlen=30)
     last_report = 0.0
     with subprocess.Popen(
