@@ -11,12 +11,13 @@ end with it, and the same command resumes from OUTPUT.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import socket
+import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
@@ -106,7 +107,7 @@ def check_reachable(address: str) -> None:
         raise FleetError(f"cannot reach the Ray cluster at {address}: {e}") from None
 
 
-@contextmanager
+@contextlib.contextmanager
 def local_cluster(nodes: int, request: JobRequest) -> Iterator[str]:
     """A throwaway cluster on this machine: a head that runs no jobs, and `nodes` nodes each
     taking one job at a time with the machine's Docker engine. Torn down on the way out."""
@@ -147,7 +148,8 @@ class FleetRunner(EvalRunner):
         self.ray = import_ray()
 
     def run(self) -> dict[str, Any]:
-        with self._cluster() as address:
+        # Ray prints what nodes log (a raylet's death, say) on stdout, which carries our JSON.
+        with contextlib.redirect_stdout(sys.stderr), self._cluster() as address:
             self._connect(address)
             try:
                 slots = self._check_nodes()
@@ -156,7 +158,7 @@ class FleetRunner(EvalRunner):
             finally:
                 self.ray.shutdown()
 
-    @contextmanager
+    @contextlib.contextmanager
     def _cluster(self) -> Iterator[str]:
         if self.address.local_nodes is None:
             check_reachable(self.address.text)
