@@ -203,7 +203,13 @@ class FleetRunner(EvalRunner):
                 f"{self.request.memory / 2**30:.1f} GiB of memory for one job (see --memory)"
             )
         slots = sum(
-            int(min(n["Resources"][DOCKER_RESOURCE], n["Resources"]["CPU"] // self.request.cpus))
+            int(
+                min(
+                    n["Resources"][DOCKER_RESOURCE],
+                    n["Resources"]["CPU"] // self.request.cpus,
+                    n["Resources"]["memory"] // self.request.memory,
+                )
+            )
             for n in fits
         )
         self.progress.message(
@@ -217,15 +223,19 @@ class FleetRunner(EvalRunner):
         remote = self.ray.remote(run_job).options(
             **self.request.ray_options(), max_retries=RETRIES, retry_exceptions=False
         )
-        pending = {}
-        for run, task in jobs:
-            folder = self.store.job(run, task.instance_id).files()
-            ref = remote.remote(JobInput(run, task, self.agent, self.options, folder))
-            pending[ref] = (run, task)
+        waiting = list(reversed(jobs))
+        pending: dict[Any, tuple[int, Task]] = {}
         written: set[tuple[int, str]] = set()
         status = FleetStatus(self, total=len(jobs))
-        while pending:
+        while waiting or pending:
+            # A few jobs per slot in flight, not all: each carries its folder, read just before.
+            while waiting and len(pending) < 2 * max(1, status.slots()) + 2:
+                run, task = waiting.pop()
+                folder = self.store.job(run, task.instance_id).files()
+                pending[remote.remote(JobInput(run, task, self.agent, self.options, folder))] = (run, task)
             done, _ = self.ray.wait(list(pending), num_returns=1, timeout=STATUS_SECONDS)
+            if done:  # and whatever else is ready by now
+                done, _ = self.ray.wait(list(pending), num_returns=len(pending), timeout=0)
             for ref in done:
                 run, task = pending.pop(ref)
                 if (run, task.instance_id) in written:
@@ -278,12 +288,13 @@ class FleetStatus:
         if len(self.runner._docker_nodes()) != self.nodes:
             self._print()
 
+    def slots(self) -> int:
+        return int(self.runner.ray.cluster_resources().get(DOCKER_RESOURCE, 0))
+
     def _print(self) -> None:
         ray = self.runner.ray
         self.nodes = len(self.runner._docker_nodes())
-        running = ray.cluster_resources().get(DOCKER_RESOURCE, 0) - ray.available_resources().get(
-            DOCKER_RESOURCE, 0
-        )
+        running = self.slots() - ray.available_resources().get(DOCKER_RESOURCE, 0)
         hours = (time.monotonic() - self.started) / 3600
         rate = f"{self.run / hours:.0f} jobs/hour" if self.run and hours > 0 else "- jobs/hour"
         self.runner.progress.message(
