@@ -223,6 +223,7 @@ class FleetRunner(EvalRunner):
         remote = self.ray.remote(run_job).options(
             **self.request.ray_options(), max_retries=RETRIES, retry_exceptions=False
         )
+        agent = self.ray.put(self.agent)
         waiting = list(reversed(jobs))
         pending: dict[Any, tuple[int, Task]] = {}
         written: set[tuple[int, str]] = set()
@@ -232,7 +233,7 @@ class FleetRunner(EvalRunner):
             while waiting and len(pending) < 2 * max(1, status.slots()) + 2:
                 run, task = waiting.pop()
                 folder = self.store.job(run, task.instance_id).files()
-                pending[remote.remote(JobInput(run, task, self.agent, self.options, folder))] = (run, task)
+                pending[remote.remote(JobInput(run, task, self.options, folder), agent)] = (run, task)
             done, _ = self.ray.wait(list(pending), num_returns=1, timeout=STATUS_SECONDS)
             if done:  # and whatever else is ready by now
                 done, _ = self.ray.wait(list(pending), num_returns=len(pending), timeout=0)

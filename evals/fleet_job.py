@@ -26,7 +26,6 @@ from evals.task import Task
 class JobInput:
     run: int
     task: Task
-    agent: Agent
     options: RunOptions  # its output is the head's: only the layout below it is used here
     files: dict[str, bytes]  # the job's folder in OUTPUT, by file name
 
@@ -39,15 +38,16 @@ class JobOutput:
     node: str = ""
 
 
-def run_job(job: JobInput) -> JobOutput:
-    """Runs on a node (a Ray task): the job, against a copy of its folder."""
+def run_job(job: JobInput, agent: Agent) -> JobOutput:
+    """Runs on a node (a Ray task): the job, against a copy of its folder. The agent comes apart
+    from the job: the head stores it in Ray once for all jobs (a predictions file can be large)."""
     # The head's stdout carries one JSON object; Ray forwards a worker's stdout there.
     with (
         contextlib.redirect_stdout(sys.stderr),
         tempfile.TemporaryDirectory(prefix="mmx-fleet-job-") as scratch,
     ):
         options = replace(job.options, output=Path(scratch), workers=1)
-        runner = EvalRunner([job.task], job.agent, options)
+        runner = EvalRunner([job.task], agent, options)
         folder = runner.store.job(job.run, job.task.instance_id)
         folder.path.mkdir(parents=True)
         folder.replace_files(job.files)
