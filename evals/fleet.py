@@ -26,17 +26,16 @@ from rich.console import Console
 
 from evals.agents import AGENT_LIMITS, Agent
 from evals.fleet_job import JobInput, JobOutput, run_job
+from evals.fleet_local import DOCKER_RESOURCE, LocalClusterError, local_cluster
 from evals.grading import DEFAULT_LIMITS, infra
 from evals.runner import EvalRunner, JobResult, RunOptions
 from evals.task import Task
 from sandbox.docker import parse_size
 
-DOCKER_RESOURCE = "docker"
 RETRIES = 3  # runs of a job after its node or worker is lost
 STATUS_SECONDS = 5.0  # how often the head looks at the cluster while no job finishes
 CONNECT_SECONDS = 10.0
 LOCAL_NODES = 2
-LOCAL_OBJECT_STORE = 256 * 2**20  # a job's folder is a few MB at most
 
 
 class FleetError(ValueError):
@@ -107,29 +106,6 @@ def check_reachable(address: str) -> None:
         raise FleetError(f"cannot reach the Ray cluster at {address}: {e}") from None
 
 
-@contextlib.contextmanager
-def local_cluster(nodes: int, request: JobRequest) -> Iterator[str]:
-    """A throwaway cluster on this machine: a head that runs no jobs, and `nodes` nodes each
-    taking one job at a time with the machine's Docker engine. Torn down on the way out."""
-    from ray.cluster_utils import Cluster
-
-    cluster = Cluster(
-        initialize_head=True,
-        head_node_args={"num_cpus": 0, "include_dashboard": False, "object_store_memory": LOCAL_OBJECT_STORE},
-    )
-    try:
-        for _ in range(nodes):
-            cluster.add_node(
-                num_cpus=math.ceil(request.cpus),
-                memory=request.memory,
-                resources={DOCKER_RESOURCE: 1},
-                object_store_memory=LOCAL_OBJECT_STORE,
-            )
-        yield cluster.address
-    finally:
-        cluster.shutdown()
-
-
 class FleetRunner(EvalRunner):
     """EvalRunner whose jobs run on a Ray cluster; reports and OUTPUT are written here, on the head."""
 
@@ -165,8 +141,12 @@ class FleetRunner(EvalRunner):
             yield self.address.text
             return
         self.progress.message(f"starting a local Ray cluster of {self.address.local_nodes} node(s)")
-        with local_cluster(self.address.local_nodes, self.request) as address:
-            yield address
+        cpus = math.ceil(self.request.cpus)
+        try:
+            with local_cluster(self.address.local_nodes, cpus, self.request.memory) as address:
+                yield address
+        except LocalClusterError as e:
+            raise FleetError(str(e)) from None
 
     def _connect(self, address: str) -> None:
         try:
