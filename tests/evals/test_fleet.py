@@ -241,3 +241,58 @@ def test_without_ray_installed_the_error_names_the_extra(synthetic_suite, tmp_pa
     )
     assert result.returncode == 2, result.stderr[-3000:]
     assert "pip install 'mmx-agent[fleet]'" in result.stderr and "Traceback" not in result.stderr
+
+
+def processes() -> dict[int, tuple[int, int, str]]:
+    """pid -> (parent pid, session id, command line) of every process, from /proc."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, IndexError):
+            continue
+        found[int(entry.name)] = (int(fields[1]), int(fields[3]), command)
+    return found
+
+
+def keeper_of(head: int) -> int | None:
+    """The local cluster's keeper process that `head` started (its session holds the cluster)."""
+    return next(
+        (pid for pid, (ppid, _, cmd) in processes().items() if ppid == head and "evals.fleet_local" in cmd),
+        None,
+    )
+
+
+def wait_until_gone(session: int) -> list[str]:
+    """What is left of a session after a minute: nothing, once a local cluster is torn down."""
+    give_up_at = time.monotonic() + 60
+    while True:
+        left = [cmd for _, sid, cmd in processes().values() if sid == session]
+        if not left or time.monotonic() > give_up_at:
+            return left
+        time.sleep(0.2)
+
+
+def test_a_local_cluster_is_torn_down_even_when_its_head_is_killed(synthetic_suite, env_image, tmp_path):
+    output = tmp_path / "out"
+    command = [*CLI, "run", *suite_args(synthetic_suite, output, "--agent", "gold", "--runs", "2")]
+    command += ["--ray", "local:1"]
+    victim = run_until_first_job_is_written(command, output)
+    keeper = keeper_of(victim.pid)
+    assert keeper is not None
+    os.killpg(victim.pid, signal.SIGKILL)
+    victim.communicate()
+    assert wait_until_gone(keeper) == []  # no Ray process of the throwaway cluster outlives its head
+
+    resumed = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while (keeper := keeper_of(resumed.pid)) is None:
+        assert resumed.poll() is None, resumed.communicate()[1][-3000:]
+        time.sleep(0.1)
+    stdout, stderr = resumed.communicate(timeout=RUN_SECONDS)
+    assert resumed.returncode == 0, stderr[-3000:]
+    assert json.loads(stdout)["mean_resolve_rate"] == 1.0
+    assert job_events(output) == every_job(synthetic_suite, 2)
+    assert wait_until_gone(keeper) == []
