@@ -13,11 +13,13 @@ import json
 import socket
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from evals.agents import Agent
+from evals.environments import EnvironmentBuilder
 from evals.runner import EvalRunner, JobResult, RunOptions
 from evals.task import Task
 
@@ -38,6 +40,18 @@ class JobOutput:
     node: str = ""
 
 
+_BUILDER: EnvironmentBuilder | None = None
+
+
+def _builder(progress: Callable[[str], None]) -> EnvironmentBuilder:
+    """One per worker process, as one per run on a single machine (a Ray worker serves one run):
+    images found or built, and the engine connection, are not looked up again for every job."""
+    global _BUILDER
+    if _BUILDER is None:
+        _BUILDER = EnvironmentBuilder(progress=progress)
+    return _BUILDER
+
+
 def run_job(job: JobInput, agent: Agent) -> JobOutput:
     """Runs on a node (a Ray task): the job, against a copy of its folder. The agent comes apart
     from the job: the head stores it in Ray once for all jobs (a predictions file can be large)."""
@@ -48,6 +62,7 @@ def run_job(job: JobInput, agent: Agent) -> JobOutput:
     ):
         options = replace(job.options, output=Path(scratch), workers=1)
         runner = EvalRunner([job.task], agent, options)
+        runner.builder = _builder(runner.progress.message)
         folder = runner.store.job(job.run, job.task.instance_id)
         folder.path.mkdir(parents=True)
         folder.replace_files(job.files)
