@@ -129,12 +129,10 @@ def test_the_fleet_runs_every_job_once_with_the_results_of_one_machine(
         ]
     assert "fleet: 2 node(s)" in remote.stderr and "jobs/hour" in remote.stderr
 
-    again = json.loads(
-        cli("run", *suite_args(synthetic_suite, fleet, *common, "--ray", ray_cluster.address)).stdout
-    )
-    assert again["jobs_run"] == 0 and job_events(fleet) == every_job(
-        synthetic_suite, 2
-    )  # resumed: nothing new
+    # `auto`: the cluster this machine belongs to, which Ray finds by itself.
+    again = json.loads(cli("run", *suite_args(synthetic_suite, fleet, *common, "--ray", "auto")).stdout)
+    assert again["jobs_run"] == 0  # resumed: every job was done
+    assert job_events(fleet) == every_job(synthetic_suite, 2)
 
 
 def run_until_first_job_is_written(command: list[str], output: Path) -> subprocess.Popen:
@@ -217,8 +215,12 @@ def test_a_head_killed_mid_run_resumes_with_every_job_once(synthetic_suite, ray_
     assert job_events(output) == every_job(synthetic_suite, 3)
 
 
-def test_a_cluster_that_cannot_be_reached_or_named_is_a_usage_error(synthetic_suite, tmp_path):
+def test_a_cluster_that_cannot_be_reached_named_or_fit_is_a_usage_error(
+    synthetic_suite, ray_cluster, tmp_path
+):
     args = suite_args(synthetic_suite, tmp_path / "out", "--agent", "gold")
+    too_big = cli("run", *args, "--memory", "64g", "--ray", ray_cluster.address, check_exit=2)
+    assert "no Docker node of the Ray cluster has 2 CPU(s) and 64.0 GiB of memory" in too_big.stderr
     unreachable = cli("run", *args, "--ray", "127.0.0.1:9", check_exit=2)
     assert "cannot reach the Ray cluster at 127.0.0.1:9" in unreachable.stderr
     assert "Traceback" not in unreachable.stderr and unreachable.stdout == ""
