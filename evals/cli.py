@@ -128,11 +128,17 @@ def run(
     images: str = typer.Option(
         "local", "--images", help="local: images built here; swebench: SWE-bench's published instance images."
     ),
+    ray: str = typer.Option(
+        None,
+        "--ray",
+        help="Run the jobs on a Ray cluster: auto, ray://host:port, host:port, or local[:N] "
+        "(a throwaway cluster of N nodes here). Needs the extra mmx-agent[fleet].",
+    ),
 ) -> None:
     """Run a suite with an agent (or grade predictions) in Docker sandboxes; print the summary as JSON."""
     from agent.backends.base import BackendError
     from evals.agents import make_agent
-    from evals.runner import EvalRunner, RunOptions
+    from evals.runner import RunOptions
     from evals.suite import load_suite
     from evals.swebench_specs import check_derivable
     from sandbox.docker import Limits
@@ -151,7 +157,9 @@ def run(
             "max_turns": max_turns,
         }
         settings = _settings(flags)
-    _check_engine()
+    fleet = _fleet_address(ray)
+    if fleet is None:  # on a cluster the nodes' engines do the work, not this machine's
+        _check_engine()
     try:
         chosen = make_agent(agent, settings=settings, predictions=predictions, timeout=timeout)
     except BackendError as e:  # the backend's own configuration errors (no API key, no replay file)
@@ -169,12 +177,32 @@ def run(
         images=images,
     )
     try:
-        summary = EvalRunner(tasks, chosen, options).run()
+        summary = _runner(tasks, chosen, options, fleet).run()
     except KeyboardInterrupt:
         _abandon()
     _emit({"output": str(output), **summary})
     if summary["infra_failures"]:
         raise typer.Exit(ExitCode.ERROR)
+
+
+def _fleet_address(text: str | None):
+    if text is None:
+        return None
+    from evals.fleet import import_ray, parse_address
+
+    address = parse_address(text)
+    import_ray()  # the missing extra is named before any work starts
+    return address
+
+
+def _runner(tasks, agent, options, fleet):
+    from evals.runner import EvalRunner
+
+    if fleet is None:
+        return EvalRunner(tasks, agent, options)
+    from evals.fleet import FleetRunner
+
+    return FleetRunner(tasks, agent, options, fleet)
 
 
 @app.command()

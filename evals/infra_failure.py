@@ -12,7 +12,7 @@ from typing import Any
 
 @dataclass(frozen=True)
 class InfraFailure:
-    kind: str  # build | oom | timeout | daemon | backend | task | grader | harness
+    kind: str  # build | oom | timeout | daemon | backend | task | grader | harness | fleet
     message: str
 
     def to_json(self) -> dict[str, str]:

@@ -131,6 +131,14 @@ class JobDir:
     def read_junit(self) -> bytes:
         return (self.path / "junit.xml").read_bytes()
 
+    def files(self) -> dict[str, bytes]:
+        """Every file of the job by name: what a job run elsewhere starts from and hands back."""
+        if not self.path.is_dir():
+            return {}
+        return {
+            p.name: p.read_bytes() for p in self.path.iterdir() if p.is_file() and not p.name.startswith(".")
+        }
+
     # -- writes ---------------------------------------------------------------------------------
 
     def save_agent_output(self, record: AgentRecord, patch: str | None) -> None:
@@ -151,6 +159,20 @@ class JobDir:
     def save_verdict(self, grading: GradingRecord, entry: dict[str, Any]) -> None:
         write_json(self.path / "grading.json", asdict(grading))
         write_json(self.path / "report.json", {self.instance_id: entry})  # last: marks the job done
+
+    def replace_files(self, files: dict[str, bytes]) -> None:
+        """The job's folder becomes exactly `files`; report.json goes first and comes back last, so
+        a crash in between leaves the job not done (a rerun redoes it)."""
+        (self.path / "report.json").unlink(missing_ok=True)
+        for stale in self.files().keys() - files.keys():
+            (self.path / stale).unlink(missing_ok=True)
+        for name, content in sorted(files.items()):
+            if name in ("", ".", "..") or "/" in name or "\\" in name:
+                raise ValueError(f"not a file name of a job: {name!r}")
+            if name != "report.json":
+                write_atomic(self.path / name, content)
+        if "report.json" in files:
+            write_atomic(self.path / "report.json", files["report.json"])
 
     def _write_or_remove(self, name: str, content: str | bytes | None) -> None:
         if content is not None:

@@ -12,6 +12,7 @@ import hashlib
 import json
 import time
 import traceback
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,23 +122,27 @@ class EvalRunner:
             workers=options.workers,
             output=options.output,
         )
-        pool = ThreadPoolExecutor(max_workers=max(1, options.workers), thread_name_prefix="eval")
         with running:
-            pending: set[Future] = {pool.submit(self._job_guarded, run, task) for run, task in jobs}
-            try:
-                while pending:
-                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        result = future.result()
-                        results.append(result)
-                        self.progress.finished(result)
-            except KeyboardInterrupt:
-                # Jobs in flight are abandoned, not awaited: their reports are never written, so
-                # a rerun redoes them, and their containers go when this process does.
-                pool.shutdown(wait=False, cancel_futures=True)
-                raise
-            pool.shutdown()
+            for result in self._execute(jobs):
+                results.append(result)
+                self.progress.finished(result)
         return self.write_reports(wall_seconds=time.monotonic() - started, results=results)
+
+    def _execute(self, jobs: list[tuple[int, Task]]) -> Iterator[JobResult]:
+        """Runs the jobs, `workers` at once in this process; yields each result as it finishes."""
+        pool = ThreadPoolExecutor(max_workers=max(1, self.options.workers), thread_name_prefix="eval")
+        pending: set[Future] = {pool.submit(self._job_guarded, run, task) for run, task in jobs}
+        try:
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    yield future.result()
+        except (KeyboardInterrupt, GeneratorExit):
+            # Jobs in flight are abandoned, not awaited: their reports are never written, so
+            # a rerun redoes them, and their containers go when this process does.
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown()
 
     def _write_manifest(self) -> None:
         manifest = {
