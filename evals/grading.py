@@ -40,7 +40,7 @@ from evals.task import Task
 from sandbox.base import SandboxError
 from sandbox.docker import DockerSandbox, Limits
 
-GRADER_VERSION = 2  # bump when a change here can change a verdict: cached results are keyed by it
+GRADER_VERSION = 3  # bump when a change here can change a verdict: cached results are keyed by it
 SCRATCH = "/var/tmp/mmx-eval"
 PRISTINE_SCRIPT = (Path(__file__).parent / "pristine.py").read_bytes()
 DEFAULT_LIMITS = Limits(cpus=2.0, memory="4g", pids=2048, disk=None)  # the repository lives in the image
@@ -236,6 +236,14 @@ def evaluate(
     return all_passed and exit_code == 0, tests_status, notes
 
 
+def pytest_selection(test_ids: list[str]) -> tuple[list[str], bool]:
+    """(node ids to run, whether they select exactly the task's tests). pytest cannot address a cut
+    id (junit.is_cut), so its whole test function runs; other parametrizations of it may then fail,
+    and the exit status no longer says anything about the task's tests alone."""
+    selected = [t.split("[", 1)[0] if junit.is_cut(t) else t for t in test_ids]
+    return list(dict.fromkeys(selected)), not any(junit.is_cut(t) for t in test_ids)
+
+
 def verdict(
     task: Task, exit_code: int | None, junit_xml: bytes | str | None, test_output: str
 ) -> tuple[dict[str, str], bool, dict, list[str]]:
@@ -256,8 +264,9 @@ def verdict(
         from_log, problems = log_outcomes(task, test_output)
         notes += problems
     outcomes = from_junit if from_junit is not None else from_log or {}
+    _, exact = pytest_selection(task.tests)
     resolved, tests_status, verdict_notes = evaluate(
-        task, outcomes, exit_code, exit_status_counts=from_junit is not None
+        task, outcomes, exit_code, exit_status_counts=from_junit is not None and exact
     )
     notes += verdict_notes
     if from_junit is not None and from_log is not None:
@@ -407,7 +416,7 @@ class Grader:
         environment = task.environment
         if environment.log_parser or environment.test_runner != "pytest" or activate:
             return Grader._spec_eval_script(task, activate)
-        ids = " \\\n  ".join(shlex.quote(t) for t in task.tests)
+        ids = " \\\n  ".join(shlex.quote(t) for t in pytest_selection(task.tests)[0])
         return (
             "#!/bin/bash\n"
             f"# Runs {task.instance_id}'s FAIL_TO_PASS and PASS_TO_PASS tests, after the candidate patch,\n"
@@ -425,7 +434,7 @@ class Grader:
 
         environment = task.environment
         if environment.test_runner == "pytest":
-            ids = " \\\n  ".join(shlex.quote(t) for t in task.tests)
+            ids = " \\\n  ".join(shlex.quote(t) for t in pytest_selection(task.tests)[0])
             command = (
                 f"{environment.test_cmd} -p no:cacheprovider -o junit_family=xunit1 "
                 f"--junit-xml={JUNIT_XML} -rA -- \\\n  {ids}"

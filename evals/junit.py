@@ -70,7 +70,31 @@ def parse(xml: bytes) -> dict[tuple[str, str], str]:
     return outcomes
 
 
+def is_cut(test_id: str) -> bool:
+    """A parametrized id cut at its first space: SWE-bench's datasets hold such ids (their pytest log
+    parser splits result lines at whitespace), e.g. `test_x[TypeError-args6-Must`."""
+    return "[" in test_id and not test_id.endswith("]")
+
+
+def _cut(name: str) -> str:
+    return name.split(maxsplit=1)[0] if name.strip() else name
+
+
 def outcomes_for(test_ids: list[str], xml: bytes) -> dict[str, str]:
-    """Each test id's outcome; `missing` where the report does not mention it."""
+    """Each test id's outcome; `missing` where the report does not mention it. A cut id (is_cut) is
+    the test whose name, cut at its first whitespace the same way, is that id (the worst outcome
+    when several are)."""
     reported = parse(xml)
-    return {test_id: reported.get(address(test_id), MISSING) for test_id in test_ids}
+    by_cut: dict[tuple[str, str], str] = {}
+    for (classname, name), outcome in reported.items():
+        key = (classname, _cut(name))
+        if _SEVERITY[outcome] >= _SEVERITY[by_cut.get(key, PASSED)]:
+            by_cut[key] = outcome
+    outcomes = {}
+    for test_id in test_ids:
+        key = address(test_id)
+        outcome = reported.get(key, MISSING)
+        if outcome == MISSING and is_cut(test_id):
+            outcome = by_cut.get(key, MISSING)
+        outcomes[test_id] = outcome
+    return outcomes

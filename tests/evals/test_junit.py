@@ -126,3 +126,63 @@ def test_addresses_follow_pytests_mangling():
         "test_y[1-a::b]",
     )
     assert junit.address("test_a.py::test_b") == ("test_a", "test_b")
+
+
+CUT_MODULE = """
+import pytest
+
+
+@pytest.mark.parametrize("message", ["Must be a string", "Must be an int"])
+def test_errors(message):
+    assert message != "Must be an int"
+
+
+@pytest.mark.parametrize("kind", ["one thing", "other thing"])
+def test_kinds(kind):
+    pass
+"""
+
+
+def test_ids_cut_at_a_space_as_swebench_holds_them_find_their_tests(tmp_path):
+    """SWE-bench's datasets hold parametrized ids cut at the first space (its log parser splits
+    result lines at whitespace). pytest cannot select such an id, so its function runs, and the
+    JUnit reading must give the outcome swebench's parser gives."""
+    pytest.importorskip("swebench")
+    from swebench.harness.log_parsers.python import parse_log_pytest
+
+    from evals.grading import pytest_selection
+
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_cut.py").write_text(CUT_MODULE)
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    env = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    base = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-o", "junit_family=xunit1", "-rA"]
+    run = subprocess.run([*base, "tests"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    from_log = parse_log_pytest(run.stdout, None)
+    cut = sorted(t for t in from_log if junit.is_cut(t))
+    assert cut == [
+        "tests/test_cut.py::test_errors[Must",  # both parametrizations cut to the same id
+        "tests/test_cut.py::test_kinds[one",
+        "tests/test_cut.py::test_kinds[other",
+    ]
+    selected, exact = pytest_selection([*cut, "tests/test_cut.py::test_kinds[one thing]"])
+    assert not exact
+    assert selected == [
+        "tests/test_cut.py::test_errors",
+        "tests/test_cut.py::test_kinds",
+        "tests/test_cut.py::test_kinds[one thing]",
+    ]
+    xml = tmp_path / "out.xml"
+    subprocess.run([*base, f"--junit-xml={xml}", "--", *selected], cwd=tmp_path, env=env, capture_output=True)
+    outcomes = junit.outcomes_for(cut, xml.read_bytes())
+    assert outcomes == {
+        "tests/test_cut.py::test_errors[Must": junit.FAILED,  # the worst of the tests cut to it
+        "tests/test_cut.py::test_kinds[one": junit.PASSED,
+        "tests/test_cut.py::test_kinds[other": junit.PASSED,
+    }
+    # swebench's reading of the same ids (its last line per id wins): the kinds agree.
+    assert (
+        from_log["tests/test_cut.py::test_kinds[one"]
+        == from_log["tests/test_cut.py::test_kinds[other"]
+        == "PASSED"
+    )
