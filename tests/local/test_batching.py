@@ -1,0 +1,155 @@
+"""The batching engine on a real (tiny, random) model: each request's tokens equal `Generator.generate` on
+the same prompt alone, whatever else runs beside it; prefix reuse, cancel, the queue bound, the context
+guard, and a failing request that leaves the others serving."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent.backends.local.batching import BatchingEngine, EngineRequest, QueueFull
+from agent.backends.local.generate import ContextLengthError, Generator, SamplingParams
+from agent.backends.local.loader import load_model
+
+GREEDY = SamplingParams(greedy=True)
+CONTEXT = 256
+
+
+@pytest.fixture(scope="module")
+def reference(random_checkpoint):
+    """Generates one request alone on a fresh cache (the engine's models are loaded separately)."""
+    model = load_model(random_checkpoint, dtype="float32")
+
+    def alone(prompt, n, params=GREEDY, stop_ids=()):
+        gen = Generator(model, max_seq_len=CONTEXT)  # a new owner: no prefix reuse
+        return list(gen.generate(prompt, n, params, stop_ids))
+
+    return alone
+
+
+@pytest.fixture(scope="module")
+def engine(random_checkpoint):
+    with BatchingEngine(load_model(random_checkpoint, dtype="float32"), max_seq_len=CONTEXT) as eng:
+        yield eng
+
+
+@pytest.fixture(scope="module")
+def single_slot(random_checkpoint):
+    """One slot, room for one waiting request, and a long context: a request runs for thousands of steps."""
+    model = load_model(random_checkpoint, dtype="float32")
+    with BatchingEngine(model, max_seq_len=4096, max_concurrency=1, max_queue=1) as eng:
+        yield eng
+
+
+def prompts(first: int, count: int = 8) -> list[list[int]]:
+    """`count` prompts of different lengths; `first` keeps each test's prompts apart (no shared prefix
+    with another test's, so the engine's slot memory does not make them reuse anything)."""
+    return [[first + i] + list(range(100 + 11 * i, 100 + 11 * i + 2 + 5 * i)) for i in range(count)]
+
+
+def test_one_request_equals_generate(engine, reference):
+    prompt = prompts(1, 1)[0]
+    stream = engine.submit(EngineRequest(prompt, 24, GREEDY))
+    assert list(stream) == reference(prompt, 24)
+    assert stream.stop_reason == "length" and stream.prompt_tokens == len(prompt)
+    assert stream.generated_tokens == 24 and stream.reused_tokens == 0
+
+
+def test_eight_concurrent_requests_joining_mid_flight_equal_generate(engine, reference):
+    batch = prompts(10)
+    lengths = [30 - 2 * i for i in range(8)]
+    early = [engine.submit(EngineRequest(p, n, GREEDY)) for p, n in zip(batch[:4], lengths[:4], strict=True)]
+    head = early[0].next_chunk()  # the first four are decoding when the rest join
+    late = [engine.submit(EngineRequest(p, n, GREEDY)) for p, n in zip(batch[4:], lengths[4:], strict=True)]
+    for i, (stream, prompt, n) in enumerate(zip(early + late, batch, lengths, strict=True)):
+        tokens = (head if i == 0 else []) + list(stream)
+        assert tokens == reference(prompt, n), prompt
+        assert stream.stop_reason == "length"
+    stats = engine.stats()
+    assert stats["active"] == 0 and stats["queued"] == 0 and stats["errors"] == 0
+    assert stats["decode_steps"] < stats["generated_tokens"]  # rows shared decode steps
+
+
+def test_stop_id_ends_the_request_without_being_handed_over(engine, reference):
+    prompt = prompts(20, 1)[0]
+    free = reference(prompt, 12)
+    stop = free[5]
+    stream = engine.submit(EngineRequest(prompt, 12, GREEDY, stop_ids=(stop,)))
+    assert list(stream) == free[: free.index(stop)] and stream.stop_reason == "stop"
+
+
+def test_seeded_sampling_is_the_same_alone_and_batched(engine, reference):
+    batch = prompts(30)
+    params = [SamplingParams(seed=40 + i, temperature=0.9, top_k=50, top_p=0.9) for i in range(8)]
+    streams = [engine.submit(EngineRequest(p, 20, sp)) for p, sp in zip(batch, params, strict=True)]
+    for stream, prompt, sp in zip(streams, batch, params, strict=True):
+        assert list(stream) == reference(prompt, 20, sp)
+
+
+def test_next_turn_reuses_the_prefix_and_gives_the_same_tokens(engine, reference):
+    prompt = prompts(40, 1)[0] + list(range(300, 330))
+    first = list(engine.submit(EngineRequest(prompt, 8, GREEDY)))
+    follow_up = prompt + first + [3, 4, 5]
+    stream = engine.submit(EngineRequest(follow_up, 8, GREEDY))
+    again = list(stream)
+    assert stream.reused_tokens == len(prompt) + len(first) - 1  # the last output token was never fed back
+    assert again == reference(follow_up, 8)
+
+
+def test_bad_requests_get_clear_errors(engine):
+    with pytest.raises(ContextLengthError, match=str(CONTEXT)):
+        engine.submit(EngineRequest(list(range(CONTEXT)), 4, GREEDY))
+    with pytest.raises(ValueError, match="empty prompt"):
+        engine.submit(EngineRequest([], 4, GREEDY))
+    with pytest.raises(ValueError, match="vocabulary|integers"):
+        engine.submit(EngineRequest([1, 10**9], 4, GREEDY))
+
+
+def test_a_failing_request_leaves_the_others_serving(engine, reference):
+    batch = prompts(50, 4)
+    broken = SamplingParams(top_p="most")  # fails when its first token is sampled
+    streams = [engine.submit(EngineRequest(p, 16, broken if i == 1 else GREEDY)) for i, p in enumerate(batch)]
+    results = [list(stream) for stream in streams]
+    assert streams[1].stop_reason == "error" and isinstance(streams[1].error, TypeError)
+    for i in (0, 2, 3):
+        assert streams[i].stop_reason == "length" and results[i] == reference(batch[i], 16)
+    after = engine.submit(EngineRequest(batch[1], 5, GREEDY))
+    assert list(after) == reference(batch[1], 5)
+
+
+def test_queue_bound_and_cancel_free_the_slot(single_slot, reference):
+    running = single_slot.submit(EngineRequest([7, 8, 9], 4000, GREEDY))
+    assert running.next_chunk()  # it holds the only slot for thousands of steps
+    waiting = single_slot.submit(EngineRequest([7, 8, 10], 6, GREEDY))
+    with pytest.raises(QueueFull):
+        single_slot.submit(EngineRequest([7, 8, 11], 6, GREEDY))
+    assert waiting.next_chunk(timeout=0.01) == []  # still queued: nothing yet, not ended
+    running.cancel()
+    list(running)
+    assert running.stop_reason == "cancelled"
+    assert list(waiting) == reference([7, 8, 10], 6) and waiting.stop_reason == "length"
+    assert single_slot.stats()["cancelled"] == 1
+
+
+def test_close_ends_what_is_pending(random_checkpoint):
+    eng = BatchingEngine(load_model(random_checkpoint, dtype="float32"), max_seq_len=4096, max_concurrency=1)
+    running = eng.submit(EngineRequest([5, 6], 4000, GREEDY))
+    queued = eng.submit(EngineRequest([5, 7], 4000, GREEDY))
+    assert running.next_chunk()
+    eng.close()
+    assert running.stop_reason == queued.stop_reason == "cancelled"
+    assert list(queued) == []
+    with pytest.raises(RuntimeError, match="closed"):
+        eng.submit(EngineRequest([5, 6], 4, GREEDY))
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16"])
+def test_bf16_batched_equals_generate(random_checkpoint, dtype):
+    """On our CPU kernels a batched row computes the same bits as the sequence alone, so bf16 is exact too."""
+    model = load_model(random_checkpoint, dtype=dtype)
+    batch = prompts(60)
+    expected = []
+    for prompt in batch:
+        expected.append(list(Generator(model, max_seq_len=CONTEXT).generate(prompt, 16, GREEDY)))
+    with BatchingEngine(load_model(random_checkpoint, dtype=dtype), max_seq_len=CONTEXT) as eng:
+        streams = [eng.submit(EngineRequest(p, 16, GREEDY)) for p in batch]
+        assert [list(s) for s in streams] == expected
