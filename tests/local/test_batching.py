@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.backends.local.batching import BatchingEngine, EngineRequest, QueueFull
+from agent.backends.local.batching import BatchingEngine, EngineRequest, QueueFull, common_prefix
 from agent.backends.local.generate import ContextLengthError, Generator, SamplingParams
 from agent.backends.local.loader import load_model
 
@@ -100,8 +100,20 @@ def test_bad_requests_get_clear_errors(engine):
         engine.submit(EngineRequest(list(range(CONTEXT)), 4, GREEDY))
     with pytest.raises(ValueError, match="empty prompt"):
         engine.submit(EngineRequest([], 4, GREEDY))
-    with pytest.raises(ValueError, match="vocabulary|integers"):
+    with pytest.raises(ValueError, match="integers"):
         engine.submit(EngineRequest([1, 10**9], 4, GREEDY))
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        engine.submit(EngineRequest([1, 2], None, GREEDY))
+    with pytest.raises(ValueError, match="stop_ids"):
+        engine.submit(EngineRequest([1, 2], 4, GREEDY, stop_ids=("</s>",)))
+    assert engine.stats()["queued"] == 0  # nothing bad was queued
+
+
+def test_common_prefix_across_blocks():
+    a = list(range(5000))
+    assert common_prefix(a, a, 4999) == 4999
+    assert common_prefix(a, a[:3000] + [-1] + a[3001:], 4999) == 3000
+    assert common_prefix(a, [], 10) == 0
 
 
 def test_a_failing_request_leaves_the_others_serving(engine, reference):

@@ -22,7 +22,9 @@ The batched decode step runs eagerly (the compiled step of compiled.py is built 
 
 from __future__ import annotations
 
+import atexit
 import threading
+import weakref
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -144,6 +146,23 @@ class _Slot:
     job: _Job | None = None
 
 
+def common_prefix(a: list[int], b: list[int], limit: int) -> int:
+    """How many leading ids a and b share, at most `limit` (compared a block at a time: the prompts of
+    a long conversation run to hundreds of thousands of ids)."""
+    limit, n, block = min(limit, len(a), len(b)), 0, 1024
+    while n + block <= limit and a[n : n + block] == b[n : n + block]:
+        n += block
+    while n < limit and a[n] == b[n]:
+        n += 1
+    return n
+
+
+def _close_at_exit(ref: weakref.ref) -> None:
+    engine = ref()
+    if engine is not None:
+        engine.close()
+
+
 class BatchingEngine:
     """Shares `model` between concurrent requests (see the module docstring). The engine owns the model's
     KV cache: do not run a `Generator` on the same model while the engine serves."""
@@ -176,6 +195,8 @@ class BatchingEngine:
         self._counts |= dict(completed=0, errors=0, cancelled=0)
         self._thread = threading.Thread(target=self._run, name="mmx-batching-engine", daemon=True)
         self._thread.start()
+        # Stop the thread before the interpreter tears down what a step in flight may be using.
+        atexit.register(_close_at_exit, weakref.ref(self))
 
     # ------------------------------------------------------------------ client side (any thread)
     def submit(self, request: EngineRequest) -> RequestStream:
@@ -185,6 +206,10 @@ class BatchingEngine:
         n = len(request.prompt_ids)
         if n == 0:
             raise ValueError("empty prompt")
+        if not isinstance(request.max_new_tokens, int):
+            raise ValueError(f"max_new_tokens must be an integer, got {request.max_new_tokens!r}")
+        if any(not isinstance(t, int) for t in request.stop_ids):
+            raise ValueError(f"stop_ids must be integers, got {request.stop_ids!r}")
         vocab = self.model.args.vocab_size
         if any(not isinstance(t, int) or not 0 <= t < vocab for t in request.prompt_ids):
             raise ValueError(f"prompt token ids must be integers in [0, {vocab})")
@@ -305,12 +330,18 @@ class BatchingEngine:
                 if not free or not self._queue:
                     return
                 request, stream = self._queue.popleft()
-            job = _Job(request, stream, self.max_seq_len, self.model.device)
+            try:
+                job = _Job(request, stream, self.max_seq_len, self.model.device)
+            except Exception as exc:  # noqa: BLE001 - e.g. a seed torch refuses; this request fails alone
+                self._counts["errors"] += 1
+                stream._end("error", exc)
+                continue
             if job.budget <= 0:
                 self._finish(None, stream, "length")
                 continue
             slot, reuse = self._pick_slot(free, job.prompt)
-            slot.job, slot.last_used = job, self._counts["steps"]
+            with self._wake:
+                slot.job, slot.last_used = job, self._counts["steps"]
             slot.cached = slot.cached[:reuse]  # K/V past this point are about to be overwritten
             job.next_prefill = reuse
             stream.reused_tokens = reuse
@@ -322,10 +353,7 @@ class BatchingEngine:
         must run to give the first logits); least recently used on ties."""
 
         def shared(slot: _Slot) -> int:
-            limit, n = min(len(slot.cached), len(prompt) - 1), 0
-            while n < limit and slot.cached[n] == prompt[n]:
-                n += 1
-            return n
+            return common_prefix(slot.cached, prompt, len(prompt) - 1)
 
         best = max(free, key=lambda slot: (shared(slot), -slot.last_used))
         return best, shared(best)
@@ -376,10 +404,11 @@ class BatchingEngine:
         try:
             token = sample(logits, job.request.sampling, job.rng)
             token_id = int(token.item())
+            stop = token_id in job.request.stop_ids
         except Exception as exc:  # noqa: BLE001 - e.g. sampling parameters of the wrong type
             self._fail([slot], exc)
             return
-        if token_id in job.request.stop_ids:
+        if stop:
             self._finish(slot, job.stream, "stop")
             return
         job.stream._push(token_id)
