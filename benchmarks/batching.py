@@ -3,7 +3,7 @@ run one after another with Generator, in the same run. Prints total generated to
 concurrency and the ratio, then the time to first token of a long prompt with and without a reused prefix.
 
     .venv/bin/python benchmarks/batching.py [--preset small|tiny] [--dtype bfloat16] [--threads 2]
-        [--tokens 64] [--streams 1,4,8] [--compile]
+        [--tokens 128] [--streams 1,4,8] [--compile]
 
 The checkpoint is `mmx-agent model init --preset ...` (random weights). Every request is greedy with a
 prompt of its own (a different first token, so nothing is reused between requests or rounds) and
@@ -33,7 +33,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="small", choices=["tiny", "small"])
     p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"])
-    p.add_argument("--tokens", type=int, default=64, help="new tokens per request")
+    p.add_argument("--tokens", type=int, default=128, help="new tokens per request (as local_decode.py)")
     p.add_argument("--prompt-len", type=int, default=32)
     p.add_argument("--streams", default="1,4,8")
     p.add_argument("--rounds", type=int, default=3)

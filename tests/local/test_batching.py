@@ -5,6 +5,7 @@ guard, and a failing request that leaves the others serving."""
 from __future__ import annotations
 
 import pytest
+import torch
 
 from agent.backends.local.batching import BatchingEngine, EngineRequest, QueueFull, common_prefix
 from agent.backends.local.generate import ContextLengthError, Generator, SamplingParams
@@ -165,3 +166,33 @@ def test_bf16_batched_equals_generate(random_checkpoint, dtype):
     with BatchingEngine(load_model(random_checkpoint, dtype=dtype), max_seq_len=CONTEXT) as eng:
         streams = [eng.submit(EngineRequest(p, 16, GREEDY)) for p in batch]
         assert [list(s) for s in streams] == expected
+
+
+@pytest.mark.parametrize("ops", ["cpu-kernels", "torch"])
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_batched_rows_give_the_logits_of_each_sequence_alone(random_checkpoint, ops, dtype):
+    """The model's `rows` forward (sequences at different lengths in their own cache rows) against each
+    sequence alone: the same bits on our CPU kernels; on plain PyTorch a batched matmul may round
+    differently, within fp32's last bits and one bf16 step."""
+    batched = load_model(random_checkpoint, dtype=dtype, ops=ops)
+    single = load_model(random_checkpoint, dtype=dtype, ops=ops)
+    seqs = [list(range(10 + i, 20 + 5 * i)) for i in range(4)]
+    alone = []
+    with torch.inference_mode():
+        batched.setup_caches(128, max_batch=4)
+        single.setup_caches(128)
+        for row, seq in enumerate(seqs):
+            n = len(seq)
+            batched(torch.tensor([seq]), torch.arange(n)[None], kv_len=[n], rows=[row])
+            single(torch.tensor([seq]), torch.arange(n), kv_len=n)
+            alone.append(single(torch.tensor([[7]]), torch.tensor([n]), kv_len=n + 1)[:, -1])
+        positions = torch.tensor([[len(seq)] for seq in seqs])
+        together = batched(
+            torch.full((4, 1), 7), positions, kv_len=[len(s) + 1 for s in seqs], rows=[0, 1, 2, 3]
+        )
+    alone = torch.cat(alone)
+    if ops == "cpu-kernels":
+        assert torch.equal(together[:, -1], alone)
+    else:
+        tol = 1e-5 if dtype == "float32" else 1.6e-2
+        torch.testing.assert_close(together[:, -1], alone, atol=tol, rtol=tol)
