@@ -122,11 +122,12 @@ class _Job:
         self.budget = min(request.max_new_tokens, max_seq_len - len(self.prompt))
         self.next_prefill = 0  # first prompt position not yet in the cache
         self.position = len(self.prompt)  # where the next fed token's K/V go
-        self.pending: torch.Tensor | None = None  # the last sampled token, to feed at `position`
+        self.pending: int | None = None  # the last sampled token, to feed at `position`
         self.generated = 0
         self.rng: torch.Generator | None = None
         params = request.sampling
-        if not (params.greedy or params.temperature <= 0):
+        self.greedy = params.greedy or params.temperature <= 0
+        if not self.greedy:
             self.rng = torch.Generator(device=device)
             if params.seed is None:
                 self.rng.seed()
@@ -382,7 +383,7 @@ class BatchingEngine:
         jobs = [slot.job for slot in slots]
         device = self.model.device
         try:
-            tokens = torch.stack([job.pending for job in jobs]).view(len(jobs), 1)
+            tokens = torch.tensor([[job.pending] for job in jobs], device=device)
             positions = torch.tensor([[job.position] for job in jobs], device=device)
             kv_len = [_bucket(job.position + 1) for job in jobs]  # as Generator's eager decode reads
             logits = self.model(tokens, positions, kv_len=kv_len, rows=[slot.row for slot in slots])[:, -1]
@@ -392,18 +393,21 @@ class BatchingEngine:
             self._fail(slots, exc)
             return
         self._counts["decode_steps"] += 1
+        # The greedy rows' choices in one call (what `sample` picks for each alone), read back at once.
+        best = logits.argmax(-1).tolist() if any(job.greedy for job in jobs) else None
         for i, slot in enumerate(slots):
             job = slot.job
-            slot.cached.append(int(job.pending))  # its K/V are now in the row
+            slot.cached.append(job.pending)  # its K/V are now in the row
             job.position += 1
-            self._take(slot, logits[i : i + 1])
+            self._take(slot, logits[i : i + 1], best[i] if job.greedy else None)
 
-    def _take(self, slot: _Slot, logits: torch.Tensor) -> None:
-        """Sample the slot's next token from logits [1, vocab] and hand it over (or end the request)."""
+    def _take(self, slot: _Slot, logits: torch.Tensor, token_id: int | None = None) -> None:
+        """Hand over the slot's next token (token_id, or sampled from logits [1, vocab]), or end the
+        request."""
         job = slot.job
         try:
-            token = sample(logits, job.request.sampling, job.rng)
-            token_id = int(token.item())
+            if token_id is None:
+                token_id = int(sample(logits, job.request.sampling, job.rng).item())
             stop = token_id in job.request.stop_ids
         except Exception as exc:  # noqa: BLE001 - e.g. sampling parameters of the wrong type
             self._fail([slot], exc)
@@ -417,7 +421,7 @@ class BatchingEngine:
         if job.generated >= job.budget:
             self._finish(slot, job.stream, "length")
         else:
-            job.pending = token.view(())
+            job.pending = token_id
 
     def _finish(self, slot: _Slot | None, stream: RequestStream, reason: str) -> None:
         if slot is not None:
