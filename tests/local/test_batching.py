@@ -143,8 +143,9 @@ def test_queue_bound_and_cancel_free_the_slot(single_slot, reference):
     assert single_slot.stats()["cancelled"] == 1
 
 
-def test_close_ends_what_is_pending(random_checkpoint):
-    eng = BatchingEngine(load_model(random_checkpoint, dtype="float32"), max_seq_len=4096, max_concurrency=1)
+def test_close_ends_what_is_pending(random_checkpoint, reference):
+    model = load_model(random_checkpoint, dtype="float32")
+    eng = BatchingEngine(model, max_seq_len=4096, max_concurrency=1)
     running = eng.submit(EngineRequest([5, 6], 4000, GREEDY))
     queued = eng.submit(EngineRequest([5, 7], 4000, GREEDY))
     assert running.next_chunk()
@@ -153,6 +154,8 @@ def test_close_ends_what_is_pending(random_checkpoint):
     assert list(queued) == []
     with pytest.raises(RuntimeError, match="closed"):
         eng.submit(EngineRequest([5, 6], 4, GREEDY))
+    # Once the engine is gone, a Generator may use the model again (in the cache's first row).
+    assert list(Generator(model).generate([5, 6, 8], 6, GREEDY)) == reference([5, 6, 8], 6)
 
 
 @pytest.mark.parametrize("dtype", ["bfloat16"])
