@@ -156,6 +156,20 @@ class Block(nn.Module):
         return x + self.moe(rms_norm(x, self.post_attn_norm, self.eps), ops)
 
 
+class RowMasks:
+    """The causal mask of each sequence of a batch ([T, kv_len[i]]), made when first asked for: the CPU
+    kernels' one-token attention needs none."""
+
+    def __init__(self, cache_pos: torch.Tensor, input_pos: torch.Tensor, kv_len: list[int]) -> None:
+        self.cache_pos, self.input_pos, self.kv_len = cache_pos, input_pos, kv_len
+        self.made: dict[int, torch.Tensor] = {}
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        if i not in self.made:
+            self.made[i] = self.cache_pos[None, : self.kv_len[i]] <= self.input_pos[i][:, None]
+        return self.made[i]
+
+
 class M2Transformer(nn.Module):
     def __init__(self, args: ModelArgs, ops: Ops, *, fp8_experts: bool = False) -> None:
         super().__init__()
@@ -221,9 +235,7 @@ class M2Transformer(nn.Module):
             cache_rows = None
         else:
             rope = (self.rope_cos[input_pos][:, :, None], self.rope_sin[input_pos][:, :, None])
-            mask = [
-                self.cache_pos[None, :n] <= pos[:, None] for pos, n in zip(input_pos, kv_len, strict=True)
-            ]
+            mask = RowMasks(self.cache_pos, input_pos, kv_len)
             cache_rows = CacheRows(rows, self.device)
         for layer in self.layers:
             x = layer(x, rope, mask, input_pos, kv_len, self.ops, cache_rows)
