@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from agent.backends.local.batching import BatchingEngine, EngineRequest, QueueFull, common_prefix
-from agent.backends.local.generate import ContextLengthError, Generator, SamplingParams
+from agent.backends.local.generate import PREFILL_CHUNK, ContextLengthError, Generator, SamplingParams
 from agent.backends.local.loader import load_model
 
 GREEDY = SamplingParams(greedy=True)
@@ -20,8 +20,8 @@ def reference(random_checkpoint):
     """Generates one request alone on a fresh cache (the engine's models are loaded separately)."""
     model = load_model(random_checkpoint, dtype="float32")
 
-    def alone(prompt, n, params=GREEDY, stop_ids=()):
-        gen = Generator(model, max_seq_len=CONTEXT)  # a new owner: no prefix reuse
+    def alone(prompt, n, params=GREEDY, stop_ids=(), context=CONTEXT):
+        gen = Generator(model, max_seq_len=context)  # a new owner: no prefix reuse
         return list(gen.generate(prompt, n, params, stop_ids))
 
     return alone
@@ -94,6 +94,20 @@ def test_next_turn_reuses_the_prefix_and_gives_the_same_tokens(engine, reference
     again = list(stream)
     assert stream.reused_tokens == len(prompt) + len(first) - 1  # the last output token was never fed back
     assert again == reference(follow_up, 8)
+
+
+def test_a_long_prompt_prefills_in_chunks_beside_a_decoding_request(random_checkpoint, reference):
+    context = PREFILL_CHUNK + 256
+    long_prompt = [(7 * i) % 1000 + 1 for i in range(PREFILL_CHUNK + 60)]
+    with BatchingEngine(
+        load_model(random_checkpoint, dtype="float32"), max_seq_len=context, max_concurrency=2
+    ) as eng:
+        short = eng.submit(EngineRequest([2, 3, 4], 40, GREEDY))
+        head = short.next_chunk()
+        long = eng.submit(EngineRequest(long_prompt, 8, GREEDY))
+        assert head + list(short) == reference([2, 3, 4], 40, context=context)
+        assert list(long) == reference(long_prompt, 8, context=context)
+        assert eng.stats()["prefilled_tokens"] == 3 + len(long_prompt)
 
 
 def test_bad_requests_get_clear_errors(engine):
