@@ -11,6 +11,10 @@ generates exactly --tokens tokens (no stop id). Each side is warmed up first; th
 once per round, so that load from other processes hits them alike; the best round of each is reported.
 "same" says whether the engine's tokens equal Generator's. --compile also times the sequential runs
 with the compiled decode step (the engine's batched step is eager).
+
+Last, the decode forward alone, best of many calls (little affected by other load on the machine): one
+sequence through the single-sequence path against N sequences through the batched path, per token. This
+is the ceiling of the ratio above; prefill, sampling and the hand-over between threads come on top.
 """
 
 from __future__ import annotations
@@ -125,6 +129,41 @@ def main() -> None:
             f"(+{len(output) + 3} tokens) {warm_time * 1e3:.1f} ms reusing {reused} cached tokens"
         )
         engine.close()
+        decode_forward_table(tmp, a.dtype, streams)
+
+
+def best_seconds(fn, calls: int = 300) -> float:
+    fn()
+    best = float("inf")
+    for _ in range(calls):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+@torch.inference_mode()
+def decode_forward_table(path: str, dtype: str, streams: list[int]) -> None:
+    from agent.backends.local.generate import _bucket
+    from agent.backends.local.loader import load_model
+
+    position = 100
+    single = load_model(path, dtype=dtype)
+    single.setup_caches(512)
+    token = torch.tensor([[5]])
+    one = best_seconds(lambda: single(token, torch.tensor([position]), kv_len=_bucket(position + 1)))
+    batched = load_model(path, dtype=dtype)
+    batched.setup_caches(512, max_batch=max(streams))
+    print(f"decode forward, best of 300: one sequence {one * 1e6:.0f} us/token")
+    for n in streams:
+        tokens = torch.full((n, 1), 5)
+        positions = torch.tensor([[position + i] for i in range(n)])
+        kv_len = [_bucket(position + i + 1) for i in range(n)]
+        step = best_seconds(lambda: batched(tokens, positions, kv_len=kv_len, rows=list(range(n))))  # noqa: B023
+        print(
+            f"  {n} sequences batched: {step * 1e6:.0f} us/step, {step / n * 1e6:.0f} us/token, "
+            f"{one * n / step:.2f}x"
+        )
 
 
 if __name__ == "__main__":
