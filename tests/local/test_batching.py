@@ -213,3 +213,24 @@ def test_batched_rows_give_the_logits_of_each_sequence_alone(random_checkpoint, 
     else:
         tol = 1e-5 if dtype == "float32" else 1.6e-2
         torch.testing.assert_close(together[:, -1], alone, atol=tol, rtol=tol)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_batched_attention_kernel_computes_each_row_as_the_single_row_kernel(dtype):
+    from agent.backends.local import cpu_kernels
+
+    assert cpu_kernels.available(), "the CPU kernels must build on the CI machine (g++ and ninja)"
+    g = torch.Generator().manual_seed(0)
+    k, v = (torch.randn(4, 2, 64, 16, generator=g).to(dtype) for _ in range(2))
+    q = torch.randn(3, 8, 1, 16, generator=g).to(dtype)
+    rows, positions = torch.tensor([2, 0, 3]), torch.tensor([5, 0, 63])
+    together = torch.ops.mmx.decode_attention_rows(q, k, v, rows, positions, 0.25)
+    for i, (row, pos) in enumerate(zip(rows.tolist(), positions.tolist(), strict=True)):
+        alone = torch.ops.mmx.decode_attention(
+            q[i : i + 1], k[row : row + 1], v[row : row + 1], positions[i : i + 1], 0.25
+        )
+        assert torch.equal(together[i : i + 1], alone), (row, pos)
+    with pytest.raises(RuntimeError, match="row 4 is outside"):
+        torch.ops.mmx.decode_attention_rows(q, k, v, torch.tensor([2, 0, 4]), positions, 0.25)
+    with pytest.raises(RuntimeError, match="position 64 is outside"):
+        torch.ops.mmx.decode_attention_rows(q, k, v, rows, torch.tensor([5, 0, 64]), 0.25)
