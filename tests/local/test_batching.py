@@ -131,16 +131,21 @@ def test_common_prefix_across_blocks():
     assert common_prefix(a, [], 10) == 0
 
 
-def test_a_failing_request_leaves_the_others_serving(engine, reference):
-    batch = prompts(50, 4)
-    broken = SamplingParams(top_p="most")  # fails when its first token is sampled
-    streams = [engine.submit(EngineRequest(p, 16, broken if i == 1 else GREEDY)) for i, p in enumerate(batch)]
+def test_failing_requests_leave_the_others_serving(engine, reference):
+    batch = prompts(50, 5)
+    broken = {
+        1: SamplingParams(top_p="most"),  # fails when its first token is sampled
+        3: SamplingParams(seed=2**70),  # fails as it is admitted (torch refuses the seed)
+    }
+    streams = [engine.submit(EngineRequest(p, 16, broken.get(i, GREEDY))) for i, p in enumerate(batch)]
     results = [list(stream) for stream in streams]
     assert streams[1].stop_reason == "error" and isinstance(streams[1].error, TypeError)
-    for i in (0, 2, 3):
+    assert streams[3].stop_reason == "error" and isinstance(streams[3].error, ValueError)
+    for i in (0, 2, 4):
         assert streams[i].stop_reason == "length" and results[i] == reference(batch[i], 16)
     after = engine.submit(EngineRequest(batch[1], 5, GREEDY))
     assert list(after) == reference(batch[1], 5)
+    assert engine.stats()["errors"] == 2
 
 
 def test_queue_bound_and_cancel_free_the_slot(single_slot, reference):

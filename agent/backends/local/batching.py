@@ -332,21 +332,24 @@ class BatchingEngine:
                     return
                 request, stream = self._queue.popleft()
             try:
-                job = _Job(request, stream, self.max_seq_len, self.model.device)
+                self._place(request, stream, free)
             except Exception as exc:  # noqa: BLE001 - e.g. a seed torch refuses; this request fails alone
                 self._counts["errors"] += 1
                 stream._end("error", exc)
-                continue
-            if job.budget <= 0:
-                self._finish(None, stream, "length")
-                continue
-            slot, reuse = self._pick_slot(free, job.prompt)
-            with self._wake:
-                slot.job, slot.last_used = job, self._counts["steps"]
-            slot.cached = slot.cached[:reuse]  # K/V past this point are about to be overwritten
-            job.next_prefill = reuse
-            stream.reused_tokens = reuse
-            self._counts["reused_tokens"] += reuse
+
+    def _place(self, request: EngineRequest, stream: RequestStream, free: list[_Slot]) -> None:
+        """Put a request into the free slot that already holds most of its prompt."""
+        job = _Job(request, stream, self.max_seq_len, self.model.device)
+        if job.budget <= 0:
+            self._finish(None, stream, "length")
+            return
+        slot, reuse = self._pick_slot(free, job.prompt)
+        job.next_prefill = reuse
+        stream.reused_tokens = reuse
+        slot.cached = slot.cached[:reuse]  # K/V past this point are about to be overwritten
+        with self._wake:
+            slot.job, slot.last_used = job, self._counts["steps"]
+        self._counts["reused_tokens"] += reuse
 
     @staticmethod
     def _pick_slot(free: list[_Slot], prompt: list[int]) -> tuple[_Slot, int]:
