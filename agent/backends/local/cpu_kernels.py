@@ -1,5 +1,5 @@
-"""Our C++ CPU decode kernels (csrc/cpu_kernels.cpp): `torch.ops.mmx.matvec`, `torch.ops.mmx.moe_decode`
-and `torch.ops.mmx.decode_attention`.
+"""Our C++ CPU decode kernels (csrc/cpu_kernels.cpp): `torch.ops.mmx.matvec`, `torch.ops.mmx.moe_decode`,
+`torch.ops.mmx.decode_attention` and its batched form `torch.ops.mmx.decode_attention_rows`.
 
 They are compiled on first use for this machine's CPU (-march=native; 15-30 s, once) and kept under
 $XDG_CACHE_HOME/mmx-agent/cpu-kernels (default ~/.cache/...; TORCH_EXTENSIONS_DIR overrides it). A build
@@ -201,6 +201,10 @@ def _register_fakes() -> None:
 
     @torch.library.register_fake("mmx::decode_attention")
     def _(q, k, v, input_pos, scale):
+        return torch.empty_like(q)
+
+    @torch.library.register_fake("mmx::decode_attention_rows")
+    def _(q, k, v, rows, input_pos, scale):
         return torch.empty_like(q)
 
     @torch.library.register_fake("mmx::moe_decode")

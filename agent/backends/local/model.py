@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from agent.backends.local.config import ModelArgs
-from agent.backends.local.ops import Ops
+from agent.backends.local.ops import CacheRows, Ops
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
@@ -57,10 +57,23 @@ class KVCache(nn.Module):
         self.register_buffer("k", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
         self.register_buffer("v", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
 
-    def update(self, input_pos: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
-        """k, v [B, kv_heads, T, head_dim] written at positions input_pos [T]."""
-        self.k.index_copy_(2, input_pos, k)
-        self.v.index_copy_(2, input_pos, v)
+    def update(
+        self, input_pos: torch.Tensor, k: torch.Tensor, v: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """k, v [B, kv_heads, T, head_dim] written at positions input_pos [T] into the first B rows (a cache
+        set up for a batching engine has more); returns those rows' k and v."""
+        b = k.shape[0]
+        k_cache, v_cache = (self.k, self.v) if b == self.k.shape[0] else (self.k[:b], self.v[:b])
+        k_cache.index_copy_(2, input_pos, k)
+        v_cache.index_copy_(2, input_pos, v)
+        return k_cache, v_cache
+
+    def scatter(self, rows: torch.Tensor, input_pos: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
+        """k, v [B, kv_heads, T, head_dim] written into cache rows `rows` [B], row i at its own positions
+        input_pos[i] (input_pos [B, T]): one write for a batch of sequences at different lengths."""
+        where = (rows[:, None].expand_as(input_pos), input_pos)
+        self.k.transpose(1, 2).index_put_(where, k.transpose(1, 2))
+        self.v.transpose(1, 2).index_put_(where, v.transpose(1, 2))
 
 
 class Attention(nn.Module):
@@ -74,7 +87,7 @@ class Attention(nn.Module):
         self.k_norm = nn.Parameter(torch.ones(args.kv_dim))
         self.kv_cache: KVCache | None = None
 
-    def forward(self, x, rope, mask, input_pos, kv_len, ops: Ops):
+    def forward(self, x, rope, mask, input_pos, kv_len, ops: Ops, rows=None):
         a = self.args
         b, t, _ = x.shape
         q, k, v = ops.linear(x, self.wqkv).split([a.q_dim, a.kv_dim, a.kv_dim], dim=-1)
@@ -85,9 +98,21 @@ class Attention(nn.Module):
         q, k = qk.transpose(1, 2).split([a.num_heads, a.num_kv_heads], dim=1)
         v = v.view(b, t, a.num_kv_heads, a.head_dim).transpose(1, 2)
         cache = self.kv_cache
-        cache.update(input_pos, k, v)
-        y = ops.attention(q, cache.k, cache.v, input_pos, kv_len, mask, a.head_dim**-0.5)
+        if rows is None:
+            k_cache, v_cache = cache.update(input_pos, k, v)
+            y = ops.attention(q, k_cache, v_cache, input_pos, kv_len, mask, a.head_dim**-0.5)
+        else:
+            y = self._attend_rows(q, k, v, rows, input_pos, kv_len, mask, ops)
         return ops.linear(y.transpose(1, 2).reshape(b, t, a.q_dim), self.wo)
+
+    def _attend_rows(self, q, k, v, rows, input_pos, kv_len, mask, ops: Ops):
+        """Sequence i of the batch is in cache row rows.ids[i], at positions input_pos[i]: each attends over
+        its own row and length, computing what it would alone (ops.attention_rows)."""
+        cache = self.kv_cache
+        cache.scatter(rows.tensor, input_pos, k, v)
+        return ops.attention_rows(
+            q, cache.k, cache.v, rows, input_pos, kv_len, mask, self.args.head_dim**-0.5
+        )
 
 
 class MoE(nn.Module):
@@ -126,9 +151,23 @@ class Block(nn.Module):
         self.post_attn_norm = nn.Parameter(torch.ones(args.hidden_size))
         self.moe = MoE(args, fp8_experts)
 
-    def forward(self, x, rope, mask, input_pos, kv_len, ops: Ops):
-        x = x + self.attn(rms_norm(x, self.input_norm, self.eps), rope, mask, input_pos, kv_len, ops)
+    def forward(self, x, rope, mask, input_pos, kv_len, ops: Ops, rows=None):
+        x = x + self.attn(rms_norm(x, self.input_norm, self.eps), rope, mask, input_pos, kv_len, ops, rows)
         return x + self.moe(rms_norm(x, self.post_attn_norm, self.eps), ops)
+
+
+class RowMasks:
+    """The causal mask of each sequence of a batch ([T, kv_len[i]]), made when first asked for: the CPU
+    kernels' one-token attention needs none."""
+
+    def __init__(self, cache_pos: torch.Tensor, input_pos: torch.Tensor, kv_len: list[int]) -> None:
+        self.cache_pos, self.input_pos, self.kv_len = cache_pos, input_pos, kv_len
+        self.made: dict[int, torch.Tensor] = {}
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        if i not in self.made:
+            self.made[i] = self.cache_pos[None, : self.kv_len[i]] <= self.input_pos[i][:, None]
+        return self.made[i]
 
 
 class M2Transformer(nn.Module):
@@ -177,18 +216,29 @@ class M2Transformer(nn.Module):
         idx: torch.Tensor,
         input_pos: torch.Tensor,
         *,
-        kv_len: int | None = None,
+        kv_len: int | list[int] | None = None,
         last_only: bool = False,
+        rows: list[int] | None = None,
     ) -> torch.Tensor:
         """idx [B, T] token ids at positions input_pos [T] -> fp32 logits [B, T (or 1), vocab].
 
         Attention reads the first kv_len cache positions (all when None; the caller knows an upper
-        bound of the positions, so this costs no host sync)."""
+        bound of the positions, so this costs no host sync).
+
+        With `rows`, batch row i is a sequence of its own in cache row rows[i], at positions
+        input_pos[i] (input_pos [B, T]), reading its first kv_len[i] positions: a batch of sequences at
+        different lengths (the batching engine's decode step)."""
         x = F.embedding(idx, self.embed)
-        rope = (self.rope_cos[input_pos][:, None], self.rope_sin[input_pos][:, None])
-        mask = self.cache_pos[None, :kv_len] <= input_pos[:, None]  # causal over the static cache
+        if rows is None:
+            rope = (self.rope_cos[input_pos][:, None], self.rope_sin[input_pos][:, None])
+            mask = self.cache_pos[None, :kv_len] <= input_pos[:, None]  # causal over the static cache
+            cache_rows = None
+        else:
+            rope = (self.rope_cos[input_pos][:, :, None], self.rope_sin[input_pos][:, :, None])
+            mask = RowMasks(self.cache_pos, input_pos, kv_len)
+            cache_rows = CacheRows(rows, self.device)
         for layer in self.layers:
-            x = layer(x, rope, mask, input_pos, kv_len, self.ops)
+            x = layer(x, rope, mask, input_pos, kv_len, self.ops, cache_rows)
         if last_only:
             x = x[:, -1:]
         logits = self.ops.linear(rms_norm(x, self.norm, self.args.rms_norm_eps), self.lm_head)

@@ -50,6 +50,14 @@ GATHER_LIMIT_BYTES = 1 << 20
 INDEXED_MAX_PAIRS = 64
 
 
+class CacheRows:
+    """Which KV-cache row each sequence of a batch uses (model.forward's `rows`): as ints and as a tensor."""
+
+    def __init__(self, ids: list[int], device: torch.device) -> None:
+        self.ids = list(ids)
+        self.tensor = torch.tensor(self.ids, device=device)
+
+
 @dataclass(frozen=True)
 class StoragePlan:
     """How the loader stores weights when its caller does not say (see loader.load_model)."""
@@ -61,7 +69,12 @@ class StoragePlan:
 class Ops(Protocol):
     """What model.py calls. Shapes: x [..., in], w [out, in]; q [B, heads, T, D] and the whole cache
     k/v [B, kv_heads, S, D], of which attention reads the first kv_len positions (all when None) under
-    mask [T, S]; the MoE block takes x [N, H] and the layer's router and stacked experts."""
+    mask [T, S]; the MoE block takes x [N, H] and the layer's router and stacked experts.
+
+    `attention_rows` is attention for a batch of sequences at different lengths: q [B, heads, T, D], the
+    whole cache [R, kv_heads, S, D], sequence i in cache row rows.ids[i] at positions input_pos[i], reading
+    its first kv_len[i] positions under masks[i]; it computes for each sequence what `attention` computes
+    for it alone."""
 
     name: str
     storage: StoragePlan
@@ -69,6 +82,8 @@ class Ops(Protocol):
     def linear(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor: ...
 
     def attention(self, q, k_cache, v_cache, input_pos, kv_len, mask, scale: float) -> torch.Tensor: ...
+
+    def attention_rows(self, q, k_cache, v_cache, rows, input_pos, kv_len, masks, scale) -> torch.Tensor: ...
 
     def moe(self, x, gate, bias, w13, w2, top_k: int, scales) -> torch.Tensor: ...
 
@@ -105,6 +120,9 @@ class TorchOps:
         return F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, scale=scale, enable_gqa=q.shape[1] != k.shape[1]
         )
+
+    def attention_rows(self, q, k_cache, v_cache, rows, input_pos, kv_len, masks, scale):
+        return attention_row_by_row(self, q, k_cache, v_cache, rows, input_pos, kv_len, masks, scale)
 
     def moe(self, x, gate, bias, w13, w2, top_k, scales):
         weights, idx = route(x, gate, bias, top_k)
@@ -153,6 +171,17 @@ class TracedTorchOps(TorchOps):
         return experts_grouped(x, weights, idx, w13, w2)  # no host-side counts in a graph
 
 
+def attention_row_by_row(ops: Ops, q, k_cache, v_cache, rows, input_pos, kv_len, masks, scale):
+    """`attention_rows` as one `attention` call per sequence, each on its own cache row."""
+    ys = [
+        ops.attention(
+            q[i : i + 1], k_cache[r : r + 1], v_cache[r : r + 1], input_pos[i], kv_len[i], masks[i], scale
+        )
+        for i, r in enumerate(rows.ids)
+    ]
+    return torch.cat(ys) if len(ys) > 1 else ys[0]
+
+
 def decode_attention(q, k, v, mask, scale):
     """One query token as plain math the compiler fuses (SDPA's CPU kernel costs tens of microseconds of
     setup per call). q [1, H, 1, D], k/v [1, KV, S, D], mask [1, S]."""
@@ -192,6 +221,13 @@ class CpuKernelOps:
             return torch.ops.mmx.decode_attention(q, k_cache, v_cache, input_pos, scale)
         return self.torch.attention(q, k_cache, v_cache, input_pos, kv_len, mask, scale)
 
+    def attention_rows(self, q, k_cache, v_cache, rows, input_pos, kv_len, masks, scale):
+        if q.shape[2] == 1:  # one token per sequence: one call, the same bits per row as `attention`
+            return torch.ops.mmx.decode_attention_rows(
+                q, k_cache, v_cache, rows.tensor, input_pos.view(-1), scale
+            )
+        return attention_row_by_row(self, q, k_cache, v_cache, rows, input_pos, kv_len, masks, scale)
+
     def moe(self, x, gate, bias, w13, w2, top_k, scales):
         if x.shape[0] <= FEW_TOKENS:
             return torch.ops.mmx.moe_decode(x, gate, bias, w13, w2, top_k, *(scales or ()))
@@ -220,6 +256,9 @@ class TritonOps:
 
     def attention(self, q, k_cache, v_cache, input_pos, kv_len, mask, scale):
         return self.torch.attention(q, k_cache, v_cache, input_pos, kv_len, mask, scale)
+
+    def attention_rows(self, q, k_cache, v_cache, rows, input_pos, kv_len, masks, scale):
+        return self.torch.attention_rows(q, k_cache, v_cache, rows, input_pos, kv_len, masks, scale)
 
     def moe(self, x, gate, bias, w13, w2, top_k, scales):
         if scales is not None or w13.dtype != x.dtype:

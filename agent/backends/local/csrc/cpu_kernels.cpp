@@ -535,6 +535,30 @@ at::Tensor moe_decode(const at::Tensor& x_in, const at::Tensor& gate, const std:
   return out;
 }
 
+// Query head h of one token (q_row: its H x D values) against `length` cache positions of its KV head.
+template <typename T>
+inline void attend_head(const T* q_row, const T* kp, const T* vp, int64_t h, int64_t group, int64_t dim,
+                        int64_t length, int64_t k_head, int64_t k_pos, int64_t v_head, int64_t v_pos, float scale,
+                        float* qf, float* scores, float* acc, T* out_row) {
+  const T* kh = kp + (h / group) * k_head;
+  const T* vh = vp + (h / group) * v_head;
+  for (int64_t d = 0; d < dim; ++d) qf[d] = to_float(q_row[h * dim + d]);
+  float top = -INFINITY;
+  for (int64_t s = 0; s < length; ++s) {
+    scores[s] = dot(kh + s * k_pos, qf, dim) * scale;
+    top = std::max(top, scores[s]);
+  }
+  float total = 0.f;
+  std::fill(acc, acc + dim, 0.f);
+  for (int64_t s = 0; s < length; ++s) {
+    const float p = std::exp(scores[s] - top);
+    total += p;
+    const T* vs = vh + s * v_pos;
+    for (int64_t d = 0; d < dim; ++d) acc[d] += p * to_float(vs[d]);
+  }
+  for (int64_t d = 0; d < dim; ++d) out_row[h * dim + d] = static_cast<T>(acc[d] / total);
+}
+
 template <typename T>
 void attention_typed(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t length, double scale,
                      at::Tensor& out) {
@@ -546,26 +570,31 @@ void attention_typed(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
   T* op = out.data_ptr<T>();
   at::parallel_for(0, heads, 1, [&](int64_t begin, int64_t end) {
     float* qf = scratch<float>(2 * dim + length);
-    float* scores = qf + dim;
-    float* acc = scores + length;
     for (int64_t h = begin; h < end; ++h) {
-      const T* kh = kp + (h / group) * k_head;
-      const T* vh = vp + (h / group) * v_head;
-      for (int64_t d = 0; d < dim; ++d) qf[d] = to_float(qp[h * dim + d]);
-      float top = -INFINITY;
-      for (int64_t s = 0; s < length; ++s) {
-        scores[s] = dot(kh + s * k_pos, qf, dim) * static_cast<float>(scale);
-        top = std::max(top, scores[s]);
-      }
-      float total = 0.f;
-      std::fill(acc, acc + dim, 0.f);
-      for (int64_t s = 0; s < length; ++s) {
-        const float p = std::exp(scores[s] - top);
-        total += p;
-        const T* vs = vh + s * v_pos;
-        for (int64_t d = 0; d < dim; ++d) acc[d] += p * to_float(vs[d]);
-      }
-      for (int64_t d = 0; d < dim; ++d) op[h * dim + d] = static_cast<T>(acc[d] / total);
+      attend_head(qp, kp, vp, h, group, dim, length, k_head, k_pos, v_head, v_pos, static_cast<float>(scale), qf,
+                  qf + dim, qf + dim + length, op);
+    }
+  });
+}
+
+// A batch of tokens, token b in cache row rows[b] at position input_pos[b]: each (token, head) pair is
+// computed exactly as decode_attention computes it for that token alone.
+template <typename T>
+void attention_rows_typed(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const int64_t* rows,
+                          const int64_t* lengths, int64_t max_length, double scale, at::Tensor& out) {
+  const int64_t batch = q.size(0), heads = q.size(1), dim = q.size(3), group = heads / k.size(1);
+  const int64_t k_head = k.stride(1), k_pos = k.stride(2), v_head = v.stride(1), v_pos = v.stride(2);
+  const T* qp = q.data_ptr<T>();
+  const T* kp = k.data_ptr<T>();
+  const T* vp = v.data_ptr<T>();
+  T* op = out.data_ptr<T>();
+  at::parallel_for(0, batch * heads, 1, [&](int64_t begin, int64_t end) {
+    float* qf = scratch<float>(2 * dim + max_length);
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t b = i / heads, h = i % heads;
+      attend_head(qp + b * heads * dim, kp + rows[b] * k.stride(0), vp + rows[b] * v.stride(0), h, group, dim,
+                  lengths[b], k_head, k_pos, v_head, v_pos, static_cast<float>(scale), qf, qf + dim,
+                  qf + dim + max_length, op + b * heads * dim);
     }
   });
 }
@@ -600,6 +629,45 @@ at::Tensor decode_attention(const at::Tensor& q_in, const at::Tensor& k, const a
   return out;
 }
 
+// decode_attention for a batch of tokens, each in a cache row of its own: q [B, H, 1, D]; k, v the whole
+// cache [R, KV, S, D]; token b reads cache row rows[b] at positions 0..input_pos[b] (both int64 [B]).
+at::Tensor decode_attention_rows(const at::Tensor& q_in, const at::Tensor& k, const at::Tensor& v,
+                                 const at::Tensor& rows, const at::Tensor& input_pos, double scale) {
+  const char* op = "mmx::decode_attention_rows";
+  check_weight(k, q_in, op, "k");
+  check_weight(v, q_in, op, "v");
+  TORCH_CHECK(k.scalar_type() == q_in.scalar_type() && v.scalar_type() == q_in.scalar_type(), op,
+              ": the cache must be in q's dtype ", q_in.scalar_type(), ", got ", k.scalar_type());
+  TORCH_CHECK(q_in.dim() == 4 && q_in.size(2) == 1, op, ": q must be [B, H, 1, D], got ", q_in.sizes());
+  TORCH_CHECK(k.dim() == 4 && k.sizes() == v.sizes() && k.size(3) == q_in.size(3) && k.stride(3) == 1 &&
+                  v.stride(3) == 1,
+              op, ": k and v must be [R, KV, S, D] with contiguous rows, got ", k.sizes(), " and ", v.sizes());
+  TORCH_CHECK(q_in.size(1) % k.size(1) == 0, op, ": ", q_in.size(1), " query heads do not group over ", k.size(1),
+              " KV heads");
+  const int64_t batch = q_in.size(0);
+  TORCH_CHECK(rows.numel() == batch && input_pos.numel() == batch && rows.scalar_type() == at::kLong &&
+                  input_pos.scalar_type() == at::kLong,
+              op, ": rows and input_pos must be ", batch, " int64 each");
+  const at::Tensor rows_c = rows.contiguous().cpu(), pos_c = input_pos.contiguous().cpu();
+  std::vector<int64_t> lengths(batch);
+  int64_t max_length = 0;
+  for (int64_t b = 0; b < batch; ++b) {
+    const int64_t row = rows_c.data_ptr<int64_t>()[b], pos = pos_c.data_ptr<int64_t>()[b];
+    TORCH_CHECK(row >= 0 && row < k.size(0), op, ": row ", row, " is outside the cache of ", k.size(0), " rows");
+    TORCH_CHECK(pos >= 0 && pos < k.size(2), op, ": position ", pos, " is outside the cache of ", k.size(2));
+    lengths[b] = pos + 1;
+    max_length = std::max(max_length, pos + 1);
+  }
+  const at::Tensor q = q_in.contiguous();
+  at::Tensor out = at::empty_like(q);
+  if (q.scalar_type() == at::kFloat) {
+    attention_rows_typed<float>(q, k, v, rows_c.data_ptr<int64_t>(), lengths.data(), max_length, scale, out);
+  } else {
+    attention_rows_typed<at::BFloat16>(q, k, v, rows_c.data_ptr<int64_t>(), lengths.data(), max_length, scale, out);
+  }
+  return out;
+}
+
 }  // namespace
 
 TORCH_LIBRARY(mmx, m) {
@@ -608,12 +676,14 @@ TORCH_LIBRARY(mmx, m) {
       "moe_decode(Tensor x, Tensor gate, Tensor? bias, Tensor w13, Tensor w2, int top_k, Tensor? w13_scale=None, "
       "Tensor? w2_scale=None) -> Tensor");
   m.def("decode_attention(Tensor q, Tensor k, Tensor v, Tensor input_pos, float scale) -> Tensor");
+  m.def("decode_attention_rows(Tensor q, Tensor k, Tensor v, Tensor rows, Tensor input_pos, float scale) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(mmx, CPU, m) {
   m.impl("matvec", &matvec);
   m.impl("moe_decode", &moe_decode);
   m.impl("decode_attention", &decode_attention);
+  m.impl("decode_attention_rows", &decode_attention_rows);
 }
 
 // C entry points for the ahead-of-time compiled decode step (compiled.py): AOTInductor calls a custom op
