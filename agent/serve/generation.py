@@ -51,6 +51,7 @@ class Run:
         self.stops = [s for s in (stop or []) if s]
         self.hold = max((len(s) for s in self.stops), default=1) - 1  # text that may start a stop string
         self.parser = CompletionParser(tools or []) if parse else None
+        self.tool_names = {t["function"]["name"] for t in tools or []}
         self.thinking = parse  # the M2 generation prompt opens <think>
         self.pending = ""  # decoded text not yet released (it may be the start of a stop string)
         self.outcome = Outcome(prompt_tokens=stream.prompt_tokens)
@@ -131,10 +132,19 @@ class Run:
     def _keep(self, event: Any, out: list[Piece]) -> None:
         if isinstance(event, ReasoningDelta | TextDelta | ToolCallEvent):
             out.append(event)
+        elif isinstance(event, FormatError) and self._unknown_tool_call(event):
+            # A client decides what to do with a call to a tool it did not list (as vLLM's parser does).
+            call = ToolCallEvent(event.name or "", dict(event.arguments or {}))
+            out.append(call)
+            self.outcome.finish_reason = "tool_calls"
         elif isinstance(event, FormatError):
             self.outcome.format_errors.append(event.message)
         elif isinstance(event, StreamEnd) and event.stop_reason == "tool_calls":
             self.outcome.finish_reason = "tool_calls"
+
+    def _unknown_tool_call(self, error: FormatError) -> bool:
+        """A complete call to a tool the request did not list (not one cut off mid-parameter)."""
+        return bool(error.name) and error.name not in self.tool_names and "cut off" not in error.message
 
     def _finish(self) -> list[Piece]:
         out: list[Piece] = []
