@@ -119,7 +119,7 @@ def random_checkpoint(tmp_path_factory) -> Path:
     from agent.backends.local.checkpoint_writer import init_checkpoint
 
     out = tmp_path_factory.mktemp("serve-tiny")
-    init_checkpoint(out, "tiny", seed=3, context=512)
+    init_checkpoint(out, "tiny", seed=3)
     return out
 
 
