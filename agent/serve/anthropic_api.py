@@ -22,7 +22,6 @@ from agent.backends.messages import Message, ToolCall
 from agent.serve import fields
 from agent.serve.errors import APIError, anthropic_body, bad_request
 from agent.serve.generation import Outcome, Run
-from agent.serve.openai_api import _collect
 from agent.serve.state import ServerState, start_run
 
 STOP_REASONS = {"tool_calls": "tool_use", "length": "max_tokens", "stop": "end_turn"}
@@ -140,7 +139,7 @@ class Conversation:
             else:
                 raise bad_request(f"{at}: unsupported block type {kind!r} (this model reads text only)")
         if texts:
-            self.messages.append(Message.user("".join(texts)))
+            self.messages.append(Message.user("\n".join(texts)))
 
     @staticmethod
     def _tools(raw: Any) -> list[dict[str, Any]]:
@@ -228,7 +227,7 @@ async def messages(request: Request):
     message_id = f"msg_{uuid.uuid4().hex[:24]}"
     if fields.flag(body, "stream"):
         return EventSourceResponse(_events(run, state, message_id, model, show_thinking), ping=15)
-    pieces = await _collect(run)
+    pieces = await run.gather(request.is_disconnected)
     o = run.outcome
     if o.finish_reason == "error":
         raise APIError(500, f"generation failed: {o.error}")

@@ -7,6 +7,8 @@ blocks (the engine runs in its own thread), so the async routes call it through 
 
 from __future__ import annotations
 
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,12 +86,6 @@ class Run:
             out += self._finish()
         return out
 
-    def collect(self) -> list[Piece]:
-        out: list[Piece] = []
-        while not self.done:
-            out += self.step(timeout=None)
-        return out
-
     async def pieces(self):
         """Async iterator of lists of pieces; cancels the request if the consumer goes away."""
         try:
@@ -100,6 +96,22 @@ class Run:
         finally:
             if not self.done:
                 self.stream.cancel()
+
+    async def gather(self, disconnected: Callable[[], Awaitable[bool]]) -> list[Piece]:
+        """All the pieces (a whole reply); stops and cancels the request if the client goes away."""
+        out: list[Piece] = []
+        checked = time.monotonic()
+        try:
+            while not self.done:
+                out += await anyio.to_thread.run_sync(self.step, abandon_on_cancel=True)
+                if time.monotonic() - checked >= WAIT_SECONDS:
+                    checked = time.monotonic()
+                    if await disconnected():
+                        break
+        finally:
+            if not self.done:
+                self.stream.cancel()
+        return out
 
     def cancel(self) -> None:
         self.stream.cancel()

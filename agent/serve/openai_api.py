@@ -22,7 +22,7 @@ from agent.backends.messages import Message, MessageFormatError, tools_from_open
 from agent.backends.remote.reasoning_forms import render_inline
 from agent.serve import fields
 from agent.serve.errors import APIError, bad_request, openai_body
-from agent.serve.generation import Outcome, Piece, Run
+from agent.serve.generation import Outcome, Run
 from agent.serve.state import ServerState, start_run
 
 CHAT_ONLY_TEXT = "this model reads text only: content parts must be of type text"
@@ -135,7 +135,7 @@ async def chat_completions(request: Request):
     meta = {"id": new_id("chatcmpl-"), "created": int(time.time()), "model": model}
     if stream:
         return EventSourceResponse(_chat_events(run, meta, split, include_usage), ping=15)
-    pieces = await _collect(run)
+    pieces = await run.gather(request.is_disconnected)
     failure = _engine_failure(run.outcome)
     if failure is not None:
         raise failure
@@ -154,16 +154,6 @@ async def chat_completions(request: Request):
     return JSONResponse(
         {**meta, "object": "chat.completion", "choices": [choice], "usage": usage_json(run.outcome)}
     )
-
-
-async def _collect(run: Run) -> list[Piece]:
-    import anyio
-
-    try:
-        return await anyio.to_thread.run_sync(run.collect)
-    finally:
-        if not run.done:
-            run.cancel()
 
 
 def _tool_call_json(call: ToolCallEvent, index: int | None = None) -> dict[str, Any]:
@@ -268,7 +258,7 @@ async def completions(request: Request):
     include_usage = stream and bool((body.get("stream_options") or {}).get("include_usage"))
     if stream:
         return EventSourceResponse(_completion_events(run, meta, include_usage, with_ids), ping=15)
-    pieces = await _collect(run)
+    pieces = await run.gather(request.is_disconnected)
     failure = _engine_failure(run.outcome)
     if failure is not None:
         raise failure

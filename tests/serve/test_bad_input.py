@@ -169,6 +169,21 @@ def test_a_full_queue_is_a_429_and_a_client_that_disconnects_frees_its_slot(serv
     assert _engine(server)["running"] == 0
 
 
+def test_a_client_that_gives_up_waiting_for_a_whole_reply_frees_its_slot(server):
+    long = {"model": server.model, "prompt": [31, 32], "ignore_eos": True, "max_tokens": 30000}
+    with pytest.raises(httpx.ReadTimeout):
+        post_with = httpx.Client(
+            headers={"authorization": f"Bearer {KEY}"}, timeout=httpx.Timeout(60, read=1)
+        )
+        post_with.post(server.url + "/v1/completions", json=long)
+    post_with.close()
+    deadline = time.monotonic() + 60  # far less than 30000 tokens take
+    while _engine(server)["running"]:
+        assert time.monotonic() < deadline, "the abandoned request is still generating"
+        time.sleep(0.1)
+    ok_completion(server)
+
+
 def test_while_the_model_loads_every_model_route_answers_503(tmp_path):
     """The app before its model is loaded (the state `mmx-agent serve` answers from while it loads)."""
     from agent.serve.app import build_app
