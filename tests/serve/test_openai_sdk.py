@@ -34,7 +34,9 @@ def add_server(add_checkpoint, tmp_path_factory):
 @pytest.fixture(scope="module")
 def random_server(random_checkpoint, tmp_path_factory):
     # float32: a reused prefix then changes the logits too little to flip a seeded sample
-    with serve(random_checkpoint, tmp_path_factory.mktemp("random"), "--dtype", "float32") as server:
+    with serve(
+        random_checkpoint, tmp_path_factory.mktemp("random"), "--dtype", "float32", "--max-tokens-cap", "40"
+    ) as server:
         yield server
 
 
@@ -159,3 +161,11 @@ def test_streamed_completions_add_up_to_the_whole_text(random_server):
         finish = chunk.choices[0].finish_reason or finish
     assert "".join(parts) == whole.choices[0].text
     assert finish == whole.choices[0].finish_reason
+
+
+def test_the_per_request_token_cap_lowers_what_a_request_asks_for(random_server):
+    reply = client(random_server).completions.create(
+        model=random_server.model, prompt=[3, 4], max_tokens=100, extra_body={"ignore_eos": True}
+    )
+    assert reply.usage.completion_tokens == 40
+    assert reply.choices[0].finish_reason == "length"
