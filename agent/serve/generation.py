@@ -67,7 +67,7 @@ class Run:
             return []
         try:
             chunk = self.stream.next_chunk(timeout)
-        except TimeoutError:
+        except TimeoutError:  # nothing yet (an engine may also answer [] for that)
             return []
         if chunk is None:
             return self._finish()
