@@ -12,5 +12,5 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip
 .venv/bin/pip install -q torch==2.13.0 ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}
-.venv/bin/pip install -q -e '.[dev,local,report,swebench,fleet]'
+.venv/bin/pip install -q -e '.[dev,local,serve,report,swebench,fleet]'
 exec .venv/bin/python -m pytest -q "$@"

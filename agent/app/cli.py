@@ -25,6 +25,7 @@ from agent.backends.m2.cli import app as format_app
 from agent.backends.remote.cli import doctor_command
 from agent.exit_codes import ExitCode
 from agent.mcp.cli import app as mcp_app
+from agent.serve.cli import serve_command
 from agent.tools.cli import tool_command
 from evals.cli import app as eval_app
 from sandbox.cli import app as sandbox_app
@@ -261,6 +262,7 @@ app.add_typer(eval_app, name="eval", help="Replay SWE-style tasks in Docker sand
 app.add_typer(mcp_app, name="mcp", help="MCP servers: list them (status, tools), add one to the config.")
 app.command("tool", help="Run one tool and print its result as JSON.")(tool_command)
 app.command("doctor", help="Check that an endpoint keeps M2's thinking between tool rounds.")(doctor_command)
+app.command("serve", help="Serve a local checkpoint over OpenAI- and Anthropic-style HTTP.")(serve_command)
 
 
 def _hide_flag_placeholders(command: Any) -> None:

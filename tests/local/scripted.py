@@ -28,14 +28,15 @@ CHAIN = [
 ]
 
 
-def build_scripted_checkpoint(out: Path, max_positions: int = 4096) -> Path:
+def build_scripted_checkpoint(out: Path, max_positions: int = 4096, chain: list[str] = CHAIN) -> Path:
+    """`chain`: the completion's pieces, each one token, no piece twice (a bigram chain cannot branch)."""
     out.mkdir(parents=True, exist_ok=True)
     tok = train_tokenizer(400)
     tok.add_tokens(
-        [AddedToken(t, normalized=False, special=False) for t in CHAIN if tok.token_to_id(t) is None]
+        [AddedToken(t, normalized=False, special=False) for t in chain if tok.token_to_id(t) is None]
     )
     tok.save(str(out / "tokenizer.json"))
-    ids = [tok.token_to_id(t) for t in CHAIN]
+    ids = [tok.token_to_id(t) for t in chain]
     newline = tok.token_to_id("Ċ")  # the generation prompt ends "<think>\n"
     args = ModelArgs(
         vocab_size=tok.get_vocab_size(),
