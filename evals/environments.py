@@ -242,7 +242,7 @@ class EnvironmentBuilder:
                 )
             self._exec(box, self._settle_script(), "record what the install left behind")
             snapshot = self._exec(box, f"{GIT} rev-parse HEAD", "read the snapshot commit").strip()
-            self._commit(client, box, tag, env_image, snapshot)
+            commit_instance(client, box, tag, env_image, snapshot)
 
     @staticmethod
     def _snapshot_script(message: str) -> str:
@@ -287,23 +287,27 @@ class EnvironmentBuilder:
             raise EnvironmentBuildError(f"cannot {what} ({reason}):\n{result.output.strip()[-3000:]}")
         return result.output
 
-    @staticmethod
-    def _commit(client, box: DockerSandbox, tag: str, env_image, snapshot: str) -> None:
-        config = env_image.attrs.get("Config") or {}
-        repository, _, version = tag.partition(":")
-        conf = {
-            "Env": config.get("Env") or [],
-            "Cmd": config.get("Cmd") or ["bash"],
-            "WorkingDir": REPO_DIR,
-            "OpenStdin": False,
-            "StdinOnce": False,
-            "Labels": {
-                **labels.labels_for("instance", **{labels.RECIPE: version, labels.PARENT: env_image.id}),
-                SNAPSHOT_LABEL: snapshot,
-                labels.OWNER: "",  # the build sandbox's owner label must not stick to the image
-            },
-        }
-        try:
-            client.api.commit(box.container_id, repository=repository, tag=version, conf=conf)
-        except docker.errors.APIError as e:
-            raise EnvironmentBuildError(f"cannot commit {tag}: {e.explanation or e}") from e
+
+def commit_instance(
+    client, box: DockerSandbox, tag: str, parent, snapshot: str, *, env: list[str] | None = None
+) -> None:
+    """Commit the build container as the instance image `tag`: the parent image's command, the
+    repository as working directory, our labels (`env`: the environment, else the parent's)."""
+    config = parent.attrs.get("Config") or {}
+    repository, _, version = tag.partition(":")
+    conf = {
+        "Env": (config.get("Env") or []) if env is None else env,
+        "Cmd": config.get("Cmd") or ["bash"],
+        "WorkingDir": REPO_DIR,
+        "OpenStdin": False,
+        "StdinOnce": False,
+        "Labels": {
+            **labels.labels_for("instance", **{labels.RECIPE: version, labels.PARENT: parent.id}),
+            SNAPSHOT_LABEL: snapshot,
+            labels.OWNER: "",  # the build sandbox's owner label must not stick to the image
+        },
+    }
+    try:
+        client.api.commit(box.container_id, repository=repository, tag=version, conf=conf)
+    except docker.errors.APIError as e:
+        raise EnvironmentBuildError(f"cannot commit {tag}: {e.explanation or e}") from e

@@ -30,10 +30,10 @@ from evals.environments import (
     SNAPSHOT_LABEL,
     EnvironmentBuildError,
     InstanceImage,
+    commit_instance,
 )
 from evals.swebench_specs import CONDA_ACTIVATE, SpecError, published_image
 from evals.task import Task
-from sandbox import labels
 from sandbox.docker import DockerSandbox, Limits
 from sandbox.images import content_hash
 
@@ -112,20 +112,4 @@ def _build_layer(client: docker.DockerClient, name: str, published, tag: str) ->
         snapshot = _exec(box, settle, "record the repository's state").strip().splitlines()[-1]
         config = published.attrs.get("Config") or {}
         env = [e for e in config.get("Env") or [] if not e.startswith("BASH_ENV=")]
-        repository, _, version = tag.partition(":")
-        conf = {
-            "Env": [*env, f"BASH_ENV={ACTIVATION_FILE}"],
-            "Cmd": config.get("Cmd") or ["bash"],
-            "WorkingDir": REPO_DIR,
-            "OpenStdin": False,
-            "StdinOnce": False,
-            "Labels": {
-                **labels.labels_for("instance", **{labels.RECIPE: version, labels.PARENT: published.id}),
-                SNAPSHOT_LABEL: snapshot,
-                labels.OWNER: "",
-            },
-        }
-        try:
-            client.api.commit(box.container_id, repository=repository, tag=version, conf=conf)
-        except docker.errors.APIError as e:
-            raise EnvironmentBuildError(f"cannot commit {tag}: {e.explanation or e}") from e
+        commit_instance(client, box, tag, published, snapshot, env=[*env, f"BASH_ENV={ACTIVATION_FILE}"])
