@@ -11,6 +11,7 @@ import docker.errors
 import pytest
 
 from evals.agents import EmptyAgent, GoldAgent
+from evals.cross_check import cross_check
 from evals.environments import GIT_ENV, REPO_DIR
 from evals.grading import Grader
 from evals.regrade import regrade
@@ -89,6 +90,10 @@ def test_flask_from_its_sdist_gold_resolves_the_base_does_not(instances, tmp_pat
     grading, _, _ = job_files(tmp_path / "empty", swe_format.FLASK_ID)
     assert grading["outcomes"][swe_format.FLASK_F2P[0]] == "failed"
     assert all(grading["outcomes"][t] == "passed" for t in swe_format.FLASK_P2P)
+    # swebench's own grading of the same logs agrees with both verdicts.
+    checked = cross_check(tmp_path / "gold")
+    assert (checked.agree, checked.disagree) == (1, []), checked
+    assert cross_check(tmp_path / "empty").disagree == []
 
 
 @pytest.fixture(scope="module")
@@ -146,6 +151,9 @@ def test_a_django_style_runner_is_graded_by_the_django_log_parser(
 
     empty = run([record], EmptyAgent(), tmp_path / "empty", repos_dir=instances["repos"])
     assert empty["resolved_runs_per_instance"] == {swe_format.DJANGO_ID: 0} and empty["infra_failures"] == 0
+    checked = cross_check(tmp_path / "gold")  # swebench's grading agrees
+    assert (checked.agree, checked.disagree) == (1, []), checked
+    assert cross_check(tmp_path / "empty").disagree == []
 
     # A patch that rewrites the runner to report every test ok: the runner is put back first.
     task = parse_task(record)
