@@ -86,6 +86,15 @@ class Run:
             out += self._finish()
         return out
 
+    def drain(self, seconds: float = WAIT_SECONDS) -> list[Piece]:
+        """Every piece that comes within `seconds`, or until the end: a whole reply is gathered with one
+        worker-thread hop per interval, not one per token (the hops cost the engine's thread the GIL)."""
+        out: list[Piece] = []
+        deadline = time.monotonic() + seconds
+        while not self.done and (left := deadline - time.monotonic()) > 0:
+            out += self.step(left)
+        return out
+
     async def pieces(self):
         """Async iterator of lists of pieces; cancels the request if the consumer goes away."""
         try:
@@ -103,7 +112,7 @@ class Run:
         checked = time.monotonic()
         try:
             while not self.done:
-                out += await anyio.to_thread.run_sync(self.step, abandon_on_cancel=True)
+                out += await anyio.to_thread.run_sync(self.drain, abandon_on_cancel=True)
                 if time.monotonic() - checked >= WAIT_SECONDS:
                     checked = time.monotonic()
                     if await disconnected():

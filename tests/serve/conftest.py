@@ -83,15 +83,17 @@ def serve(checkpoint: Path, tmp: Path, *args: str, env: dict[str, str] | None = 
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 raise AssertionError(f"the server exited {process.returncode}:\n{log.read_text()}")
+            # Ready, and its startup line written (it may come a moment after /health says so).
+            named = re.search(r"ready at .*\(model ([^,)]+)", log.read_text())
             try:
-                if httpx.get(url + "/health", timeout=5).status_code == 200:
+                if named and httpx.get(url + "/health", timeout=5).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
             time.sleep(0.2)
         else:
             raise AssertionError(f"the server never became ready:\n{log.read_text()}")
-        name = re.search(r"\(model ([^,)]+)", log.read_text()).group(1)
+        name = named.group(1)
         yield Server(url, process, log, name)
     finally:
         process.terminate()
