@@ -156,7 +156,9 @@ def decode_forward_table(path: str, dtype: str, streams: list[int]) -> None:
     batched.setup_caches(512, max_batch=max(streams))
     print(f"decode forward, best of 300: one sequence {one * 1e6:.0f} us/token")
     for n in streams:
-        tokens = torch.full((n, 1), 5)
+        # Different tokens per row: the rows route to different experts, as real requests do (one token
+        # repeated would read one set of experts for the whole batch and overstate the gain).
+        tokens = torch.arange(5, 5 + 97 * n, 97).view(n, 1) % single.args.vocab_size
         positions = torch.tensor([[position + i] for i in range(n)])
         kv_len = [_bucket(position + i + 1) for i in range(n)]
         step = best_seconds(lambda: batched(tokens, positions, kv_len=kv_len, rows=list(range(n))))  # noqa: B023
