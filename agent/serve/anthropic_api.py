@@ -22,7 +22,7 @@ from agent.backends.messages import Message, ToolCall
 from agent.serve import fields
 from agent.serve.errors import APIError, anthropic_body, bad_request
 from agent.serve.generation import Outcome, Run
-from agent.serve.state import ServerState, start_run
+from agent.serve.state import ServerState, open_request, start_run
 
 STOP_REASONS = {"tool_calls": "tool_use", "length": "max_tokens", "stop": "end_turn"}
 
@@ -196,21 +196,15 @@ def _tool_id() -> str:
 
 
 async def count_tokens(request: Request) -> JSONResponse:
-    state: ServerState = request.app.state.server
-    state.authorize(request)
-    body = await fields.json_body(request)
-    fields.model_name(body, state.served_names)
-    host = state.require_host()
+    opened = await open_request(request)
+    state, body, host = opened.state, opened.body, opened.host
     prompt = Conversation(body, state).prompt()
     return JSONResponse({"input_tokens": len(host.tokenizer.encode(prompt))})
 
 
 async def messages(request: Request):
-    state: ServerState = request.app.state.server
-    state.authorize(request)
-    body = await fields.json_body(request)
-    model = fields.model_name(body, state.served_names)
-    host = state.require_host()
+    opened = await open_request(request)
+    state, body, model, host = opened.state, opened.body, opened.model, opened.host
     max_tokens = fields.integer(body, "max_tokens", 1)
     if max_tokens is None:
         raise bad_request("max_tokens is required", "max_tokens")

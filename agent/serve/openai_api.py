@@ -23,7 +23,7 @@ from agent.backends.remote.reasoning_forms import render_inline
 from agent.serve import fields
 from agent.serve.errors import APIError, bad_request, openai_body
 from agent.serve.generation import Outcome, Run
-from agent.serve.state import ServerState, start_run
+from agent.serve.state import ServerState, open_request, start_run
 
 CHAT_ONLY_TEXT = "this model reads text only: content parts must be of type text"
 
@@ -108,11 +108,8 @@ def chat_prompt(body: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
 
 
 async def chat_completions(request: Request):
-    state: ServerState = request.app.state.server
-    state.authorize(request)
-    body = await fields.json_body(request)
-    model = fields.model_name(body, state.served_names)
-    host = state.require_host()
+    opened = await open_request(request)
+    body, model, host = opened.body, opened.model, opened.host
     if fields.integer(body, "n", 1, 1) not in (None, 1):
         raise bad_request("n must be 1", "n")
     if body.get("logprobs"):
@@ -231,11 +228,8 @@ def prompt_ids(body: dict[str, Any], tokenizer: Any, vocab_size: int) -> list[in
 
 
 async def completions(request: Request):
-    state: ServerState = request.app.state.server
-    state.authorize(request)
-    body = await fields.json_body(request)
-    model = fields.model_name(body, state.served_names)
-    host = state.require_host()
+    opened = await open_request(request)
+    body, model, host = opened.body, opened.model, opened.host
     for unsupported in ("echo", "logprobs", "suffix", "best_of"):
         if body.get(unsupported) not in (None, False, 0, 1) or (unsupported == "echo" and body.get("echo")):
             raise bad_request(f"{unsupported} is not supported", unsupported)
@@ -301,11 +295,8 @@ async def _completion_events(run: Run, meta: dict[str, Any], include_usage: bool
 
 # ---------------------------------------------------------------------- /tokenize (vLLM's shape)
 async def tokenize(request: Request) -> JSONResponse:
-    state: ServerState = request.app.state.server
-    state.authorize(request)
-    body = await fields.json_body(request)
-    fields.model_name(body, state.served_names)
-    host = state.require_host()
+    opened = await open_request(request)
+    body, host = opened.body, opened.host
     if "messages" in body:
         messages = chat_messages(body.get("messages"))
         try:

@@ -7,10 +7,13 @@ import hashlib
 import hmac
 import os
 import time
+from dataclasses import dataclass
+from typing import Any
 
 from starlette.requests import Request
 
 from agent.backends.local.generate import SamplingParams
+from agent.serve import fields
 from agent.serve.errors import APIError, bad_request, is_anthropic_path
 from agent.serve.generation import Run
 from agent.serve.host import ContextLengthError, EngineRequest, ModelHost, QueueFull
@@ -91,3 +94,22 @@ def start_run(
     except ContextLengthError as exc:
         raise bad_request(str(exc), code="context_length_exceeded") from None
     return Run(stream, host.tokenizer, stop=stop, parse=parse, tools=tools)
+
+
+@dataclass
+class Opened:
+    """A request that passed what every model route checks first."""
+
+    state: ServerState
+    body: dict[str, Any]
+    model: str
+    host: ModelHost
+
+
+async def open_request(request: Request) -> Opened:
+    """Key, JSON body, model name, a loaded model: in that order, each failing in the API's own shape."""
+    state: ServerState = request.app.state.server
+    state.authorize(request)
+    body = await fields.json_body(request)
+    model = fields.model_name(body, state.served_names)
+    return Opened(state, body, model, state.require_host())
