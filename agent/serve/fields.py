@@ -10,19 +10,24 @@ from starlette.requests import Request
 from agent.backends.base import GenerationParams
 from agent.backends.local.backend import sampling_from
 from agent.backends.local.generate import SamplingParams
+from agent.json_limits import UnusableJson, loads_limited
 from agent.serve.errors import APIError, bad_request
 
 MAX_BODY_BYTES = 32 << 20
 
 
 async def json_body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    if len(raw) > MAX_BODY_BYTES:
-        raise APIError(413, f"the request body is over {MAX_BODY_BYTES >> 20} MiB")
+    raw = bytearray()
+    async for piece in request.stream():  # read no further than the limit: a huge body is refused early
+        raw += piece
+        if len(raw) > MAX_BODY_BYTES:
+            raise APIError(413, f"the request body is over {MAX_BODY_BYTES >> 20} MiB")
     try:
-        body = json.loads(raw)
+        body = loads_limited(raw.decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise bad_request(f"the request body is not valid JSON: {exc}") from None
+    except UnusableJson as exc:
+        raise bad_request(f"the request body cannot be used: {exc}") from None
     if not isinstance(body, dict):
         raise bad_request("the request body must be a JSON object")
     return body

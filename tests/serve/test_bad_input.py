@@ -62,6 +62,16 @@ def test_invalid_json_is_a_400_in_each_apis_shape(server):
     ok_completion(server)
 
 
+def test_deep_nesting_and_an_oversized_body_are_refused_and_the_server_goes_on(server):
+    deep = b'{"model": "m", "messages": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    reply = post(server, "/v1/chat/completions", deep)
+    assert reply.status_code == 400 and "nests deeper" in reply.json()["error"]["message"], reply.text
+    huge = b'{"prompt": "' + b"x" * (33 << 20) + b'"}'
+    reply = post(server, "/v1/completions", huge)
+    assert reply.status_code == 413, reply.text
+    ok_completion(server)
+
+
 def test_unknown_model_and_bad_fields_are_400s_that_name_the_problem(server):
     c = openai.OpenAI(base_url=server.v1, api_key=KEY, max_retries=0)
     with pytest.raises(openai.BadRequestError) as unknown:
