@@ -87,12 +87,13 @@ class Run:
         return out
 
     def drain(self, seconds: float = WAIT_SECONDS) -> list[Piece]:
-        """Every piece that comes within `seconds`, or until the end: a whole reply is gathered with one
-        worker-thread hop per interval, not one per token (the hops cost the engine's thread the GIL)."""
-        out: list[Piece] = []
-        deadline = time.monotonic() + seconds
-        while not self.done and (left := deadline - time.monotonic()) > 0:
-            out += self.step(left)
+        """Every piece within `seconds`, or to the end, for a whole reply: the reader waits for the end
+        and takes the tokens at once, not woken for each one (those wake-ups take the GIL from the
+        engine's thread)."""
+        self.stream.wait_ended(seconds)
+        out = self.step(0)  # every token so far, in one chunk
+        if self.stream.ended and not self.done:
+            out += self.step(0)  # the end
         return out
 
     async def pieces(self):

@@ -62,6 +62,7 @@ class RequestStream:
         self._ready = threading.Condition()
         self._tokens: list[int] = []  # produced, not yet taken
         self._ended = False
+        self._ended_event = threading.Event()  # waited on without waking for every token
         self._cancelled = threading.Event()
         self._on_cancel = None  # wakes the engine
         self.stop_reason: str | None = None  # "stop" | "length" | "cancelled" | "error" once ended
@@ -79,6 +80,11 @@ class RequestStream:
                 chunk, self._tokens = self._tokens, []
                 return chunk
             return None if self._ended else []
+
+    def wait_ended(self, timeout: float | None = None) -> bool:
+        """Blocks until the request has ended (True) or `timeout` passed (False), taking nothing: a
+        reader that wants the whole reply is not woken for each token."""
+        return self._ended_event.wait(timeout)
 
     def __iter__(self) -> Iterator[int]:
         while (chunk := self.next_chunk()) is not None:
@@ -110,6 +116,7 @@ class RequestStream:
             if self._ended:
                 return
             self.stop_reason, self.error, self._ended = reason, error, True
+            self._ended_event.set()
             self._ready.notify_all()
 
 
