@@ -1,16 +1,17 @@
 """Continuous batching throughput: N concurrent requests through BatchingEngine against the same requests
-run one after another with Generator, in the same run. Prints total generated tokens per second at each
+sent to it one after another, in the same run. Prints total generated tokens per second at each
 concurrency and the ratio, then the time to first token of a long prompt with and without a reused prefix.
 
     .venv/bin/python benchmarks/batching.py [--preset small|tiny] [--dtype bfloat16] [--threads 2]
-        [--tokens 128] [--streams 1,4,8] [--compile]
+        [--tokens 128] [--streams 1,4,8]
 
 The checkpoint is `mmx-agent model init --preset ...` (random weights). Every request is greedy with a
 prompt of its own (a different first token, so nothing is reused between requests or rounds) and
-generates exactly --tokens tokens (no stop id). Each side is warmed up first; then the sides take turns,
-once per round, so that load from other processes hits them alike; the best round of each is reported.
-"same" says whether the engine's tokens equal Generator's. --compile also times the sequential runs
-with the compiled decode step (the engine's batched step is eager).
+generates exactly --tokens tokens (no stop id). Both sides run on the same engine, so the ratio is what
+concurrency buys, with the same threads doing the work (see in_thread). Each side is warmed up first;
+then the sides take turns, once per round, so that load from other processes hits them alike; the best
+round of each is reported. "same" says whether the engine's tokens equal `Generator.generate` on each
+prompt alone.
 
 Last, the decode forward alone, best of many calls (little affected by other load on the machine): one
 sequence through the single-sequence path against N sequences through the batched path, per token. This
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import tempfile
+import threading
 import time
 import warnings
 
@@ -31,6 +33,18 @@ import torch
 def make_prompts(vocab: int, count: int, length: int, seed: int) -> list[list[int]]:
     g = torch.Generator().manual_seed(seed)
     return [torch.randint(4, vocab, (length + 3 * i,), generator=g).tolist() for i in range(count)]
+
+
+def in_thread(fn):
+    """fn() in a thread that ends with it. OpenMP's worker threads belong to the thread that first runs
+    parallel torch work; while one thread's workers exist, torch work in another thread ran about 2x
+    slower on a 2-core machine. So nothing parallel runs in the main thread, each side's work runs in a
+    thread of its own, as in the server (which loads the model in a thread and serves from the engine's)."""
+    result = []
+    worker = threading.Thread(target=lambda: result.append(fn()))
+    worker.start()
+    worker.join()
+    return result[0]
 
 
 def main() -> None:
@@ -43,7 +57,6 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--ttft-prompt", type=int, default=1024, help="prompt length for time to first token")
-    p.add_argument("--compile", action="store_true", help="also time the sequential runs compiled")
     a = p.parse_args()
     warnings.filterwarnings("ignore")
     torch.set_num_threads(a.threads)
@@ -59,57 +72,56 @@ def main() -> None:
     seeds = itertools.count()
 
     with tempfile.TemporaryDirectory() as tmp:
-        args = init_checkpoint(tmp, a.preset, seed=0, context=max(context, 4096))
+        args = in_thread(lambda: init_checkpoint(tmp, a.preset, seed=0, context=max(context, 4096)))
         total, active = args.param_counts()
         print(
             f"checkpoint: preset {a.preset}, {args.num_layers} layers, hidden {args.hidden_size}, "
             f"{args.num_experts} experts top-{args.top_k}, {total / 1e6:.1f}M params ({active / 1e6:.1f}M active)"
         )
-        engine_model = load_model(tmp, dtype=a.dtype)
+        engine_model = in_thread(lambda: load_model(tmp, dtype=a.dtype))
         print(
             f"{a.dtype}, ops {engine_model.ops.name}, {a.threads} threads, greedy, prompts of "
             f"{a.prompt_len}+ tokens, {a.tokens} new tokens each, best of {a.rounds} interleaved rounds; "
             f"torch {torch.__version__}"
         )
-        engine = BatchingEngine(engine_model, max_seq_len=context, max_concurrency=max(streams))
-        sequential = {"sequential": Generator(load_model(tmp, dtype=a.dtype), max_seq_len=context)}
-        if a.compile:
-            sequential["seq-compiled"] = Generator(
-                load_model(tmp, dtype=a.dtype), max_seq_len=context, compile=True
-            )
+        engine = in_thread(
+            lambda: BatchingEngine(engine_model, max_seq_len=context, max_concurrency=max(streams))
+        )
+        reference = in_thread(lambda: Generator(load_model(tmp, dtype=a.dtype), max_seq_len=context))
 
-        def run_sequential(gen, prompts):
-            return [list(gen.generate(prompt, a.tokens, greedy)) for prompt in prompts]
+        def alone(prompts):  # Generator on each prompt, for the token check (not timed)
+            return in_thread(lambda: [list(reference.generate(p, a.tokens, greedy)) for p in prompts])
 
-        def run_engine(prompts):
+        def submit(prompts):
             submitted = [engine.submit(EngineRequest(prompt, a.tokens, greedy)) for prompt in prompts]
+            for stream in submitted:  # the reader waits for the ends, not woken for each token
+                stream.wait_ended()
             return [list(stream) for stream in submitted]
 
-        print(f"{'streams':>7}{'path':>14}{'tok/s':>10}{'engine tok/s':>14}{'ratio':>8}  same tokens")
+        def one_at_a_time(prompts):
+            return [submit([prompt])[0] for prompt in prompts]
+
+        print(f"{'streams':>7}{'one at a time':>15}{'concurrent':>12}{'ratio':>8}  same tokens (tok/s)")
         for n in streams:
-            # Warm-up (and compilation), on prompts of their own.
             warm = make_prompts(args.vocab_size, n, a.prompt_len, next(seeds))
-            for gen in sequential.values():
-                run_sequential(gen, warm)
-            run_engine(make_prompts(args.vocab_size, n, a.prompt_len, next(seeds)))
-            best = dict.fromkeys([*sequential, "engine"], float("inf"))
+            one_at_a_time(warm)
+            submit(warm)
+            best = {"one": float("inf"), "all": float("inf")}
             same = True
             for _ in range(a.rounds):
-                prompts = make_prompts(args.vocab_size, n, a.prompt_len, next(seeds))
-                outputs = {}
-                for name, gen in sequential.items():
-                    start = time.perf_counter()
-                    outputs[name] = run_sequential(gen, prompts)
-                    best[name] = min(best[name], time.perf_counter() - start)
+                # Fresh prompts for each side, so that neither reuses what the other left in a slot.
+                first = make_prompts(args.vocab_size, n, a.prompt_len, next(seeds))
+                second = make_prompts(args.vocab_size, n, a.prompt_len, next(seeds))
                 start = time.perf_counter()
-                outputs["engine"] = run_engine(prompts)
-                best["engine"] = min(best["engine"], time.perf_counter() - start)
-                same = same and outputs["engine"] == outputs["sequential"]
+                one_by_one = one_at_a_time(first)
+                best["one"] = min(best["one"], time.perf_counter() - start)
+                start = time.perf_counter()
+                together = submit(second)
+                best["all"] = min(best["all"], time.perf_counter() - start)
+                same = same and one_by_one == alone(first) and together == alone(second)
             tokens = n * a.tokens
-            ours = tokens / best["engine"]
-            for name in sequential:
-                theirs = tokens / best[name]
-                print(f"{n:>7}{name:>14}{theirs:>10.1f}{ours:>14.1f}{ours / theirs:>7.2f}x  {same}")
+            theirs, ours = tokens / best["one"], tokens / best["all"]
+            print(f"{n:>7}{theirs:>15.1f}{ours:>12.1f}{ours / theirs:>7.2f}x  {same}")
 
         # Time to first token of a long prompt, then of the next turn, which extends it.
         def first_token(prompt) -> tuple[float, list[int], int]:
