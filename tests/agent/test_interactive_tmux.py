@@ -51,7 +51,9 @@ class Pane:
 
 
 def sleeping(marker: str) -> bool:
-    return subprocess.run(["pgrep", "-f", marker], capture_output=True).returncode == 0
+    """The `sleep` process itself is running (anchored: the launcher's and the confinement's command
+    lines also hold the marker, for a moment, before the sleep starts)."""
+    return subprocess.run(["pgrep", "-f", f"^{marker}$"], capture_output=True).returncode == 0
 
 
 def test_ctrl_c_kills_the_running_command_and_undo_reverts_the_edit(tmp_path, isolated_home):
@@ -90,7 +92,7 @@ def test_ctrl_c_kills_the_running_command_and_undo_reverts_the_edit(tmp_path, is
         deadline = time.monotonic() + 30
         while not sleeping(marker) and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert sleeping(marker)
+        assert sleeping(marker), f"no {marker!r} process after 30 s; screen:\n{pane.screen()}"
         pane.send("C-c")
         pane.wait_for("the session goes on")
         deadline = time.monotonic() + 10
